@@ -1,0 +1,380 @@
+"""The ``ecgbio`` command: a thin typer layer over the Python API.
+
+Each command parses its options, calls one API function, and prints text (or ``--json``). Every
+:class:`~ecgbio.errors.EcgbioError` becomes ``error: <file>: <problem>`` on stderr and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ecgbio.config import BeatConfig, parse_leads
+from ecgbio.errors import EcgbioError
+
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    name="ecgbio",
+    help="Recognise people by their ECG: prepare records, train, enrol, identify, verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prepare_app = typer.Typer(help="Turn ECG records into a beat store.", no_args_is_help=True)
+download_app = typer.Typer(help="Download public ECG databases.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect beat stores.", no_args_is_help=True)
+app.add_typer(prepare_app, name="prepare")
+app.add_typer(download_app, name="download")
+app.add_typer(store_app, name="store")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn ecgbio errors (and Ctrl-C) into a one-line message and a non-zero exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EcgbioError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: nothing half-written was kept; rerun to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: dict[str, Any], as_json: bool, lines: list[str] | None = None) -> None:
+    """Print ``data`` as JSON for scripts, or ``lines`` for people."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif lines != []:
+        typer.echo(
+            "\n".join(lines if lines is not None else [f"{k}: {v}" for k, v in data.items()])
+        )
+
+
+# Shared options -------------------------------------------------------------------------------
+Leads = Annotated[str, typer.Option("--leads", help="Lead names, comma-separated, or 'all'.")]
+Rate = Annotated[
+    int, typer.Option("--rate", help="Pipeline sampling rate in Hz (records are resampled to it).")
+]
+Workers = Annotated[int, typer.Option("--workers", "-j", help="Processes to use.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Before = Annotated[float, typer.Option("--before", help="Window start, seconds before the R-peak.")]
+After = Annotated[float, typer.Option("--after", help="Window end, seconds after the R-peak.")]
+Normalize = Annotated[
+    str, typer.Option("--normalize", help="Amplitude normalisation: none, record or beat.")
+]
+PeakMethod = Annotated[
+    str, typer.Option("--peak-method", help="R-peak detector (neurokit2 method).")
+]
+MinQuality = Annotated[
+    float,
+    typer.Option(
+        "--min-quality",
+        help="Reject beats whose correlation with the record's median beat is below this.",
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing store.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+_DEFAULT = BeatConfig()
+
+
+def beat_config(
+    leads: str,
+    rate: int,
+    before: float,
+    after: float,
+    normalize: str,
+    peak_method: str,
+    min_quality: float,
+) -> BeatConfig:
+    return BeatConfig(
+        leads=parse_leads(leads),
+        rate=rate,
+        before_s=before,
+        after_s=after,
+        normalize=normalize,
+        peak_method=peak_method,
+        min_quality=min_quality,
+    )
+
+
+def _prepare(
+    specs: list,
+    out: Path,
+    config: BeatConfig,
+    workers: int,
+    overwrite: bool,
+    quiet: bool,
+    as_json: bool,
+    source: dict[str, Any],
+) -> None:
+    from ecgbio.prepare import prepare_store
+
+    summary = prepare_store(
+        specs,
+        out,
+        config,
+        workers=workers,
+        overwrite=overwrite,
+        progress=not quiet and not as_json,
+        source=source,
+    )
+    emit(summary.__dict__, as_json, summary.lines())
+
+
+# prepare ---------------------------------------------------------------------------------------
+@prepare_app.command("ptbxl")
+@handle_errors
+def prepare_ptbxl(
+    root: Annotated[Path, typer.Option("--root", help="PTB-XL root (holds ptbxl_database.csv).")],
+    out: Annotated[Path, typer.Option("--out", help="Beat store directory to create.")],
+    rate: Annotated[
+        int, typer.Option("--rate", help="500 (records500) or 100 (records100).")
+    ] = 500,
+    leads: Leads = "I",
+    workers: Workers = 2,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download PTB-XL into --root first (resumable).")
+    ] = False,
+    before: Before = _DEFAULT.before_s,
+    after: After = _DEFAULT.after_s,
+    normalize: Normalize = _DEFAULT.normalize,
+    peak_method: PeakMethod = _DEFAULT.peak_method,
+    min_quality: MinQuality = _DEFAULT.min_quality,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Prepare PTB-XL (persons = patient_id, sessions = recording dates)."""
+    from ecgbio.sources.ptbxl import download_ptbxl, ptbxl_records
+
+    if download:
+        download_ptbxl(root, rate=rate, progress=not quiet and not as_json)
+    config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
+    specs = ptbxl_records(root, rate=rate)
+    _prepare(
+        specs,
+        out,
+        config,
+        workers,
+        overwrite,
+        quiet,
+        as_json,
+        {"kind": "ptbxl", "root": str(root.resolve()), "rate": rate},
+    )
+
+
+@prepare_app.command("wfdb")
+@handle_errors
+def prepare_wfdb(
+    root: Annotated[Path, typer.Option("--root", help="Folder searched for WFDB records.")],
+    out: Annotated[Path, typer.Option("--out", help="Beat store directory to create.")],
+    persons: Annotated[
+        Path | None,
+        typer.Option(
+            "--persons",
+            help="CSV with columns record, "
+            "person[, session]; default: the folder holding a record names its "
+            "person.",
+        ),
+    ] = None,
+    rate: Rate = _DEFAULT.rate,
+    leads: Leads = "I",
+    workers: Workers = 2,
+    before: Before = _DEFAULT.before_s,
+    after: After = _DEFAULT.after_s,
+    normalize: Normalize = _DEFAULT.normalize,
+    peak_method: PeakMethod = _DEFAULT.peak_method,
+    min_quality: MinQuality = _DEFAULT.min_quality,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Prepare any folder of WFDB records (e.g. ECG-ID: Person_01/rec_1.hea ...)."""
+    from ecgbio.sources.folder import folder_records
+
+    config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
+    specs = folder_records(root, persons)
+    _prepare(
+        specs,
+        out,
+        config,
+        workers,
+        overwrite,
+        quiet,
+        as_json,
+        {
+            "kind": "wfdb",
+            "root": str(root.resolve()),
+            "persons_csv": str(persons) if persons else None,
+        },
+    )
+
+
+# download --------------------------------------------------------------------------------------
+@download_app.command("ptbxl")
+@handle_errors
+def download_ptbxl_cmd(
+    root: Annotated[Path, typer.Option("--root", help="Where to put PTB-XL.")],
+    rate: Annotated[int, typer.Option("--rate", help="500, 100, or 0 for both.")] = 500,
+    url: Annotated[str, typer.Option("--url", help="Dataset root URL (a mirror).")] = "",
+    workers: Workers = 4,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Download PTB-XL from PhysioNet, verified against its SHA256SUMS (resumable)."""
+    from ecgbio.sources.ptbxl import PTBXL_URL, download_ptbxl
+
+    summary = download_ptbxl(
+        root,
+        rate=rate or None,
+        base_url=url or PTBXL_URL,
+        workers=workers,
+        progress=not quiet and not as_json,
+    )
+    data = {"root": str(root), **summary.__dict__}
+    emit(
+        data,
+        as_json,
+        [
+            f"{root}: {summary.total} files, {summary.downloaded} downloaded, "
+            f"{summary.skipped} already verified, {summary.bytes / 1e6:.1f} MB"
+        ],
+    )
+
+
+# inspection ------------------------------------------------------------------------------------
+@app.command("beats")
+@handle_errors
+def beats_cmd(
+    record: Annotated[Path, typer.Argument(help="WFDB record (.hea or without extension).")],
+    leads: Leads = "I",
+    rate: Rate = _DEFAULT.rate,
+    before: Before = _DEFAULT.before_s,
+    after: After = _DEFAULT.after_s,
+    normalize: Normalize = _DEFAULT.normalize,
+    peak_method: PeakMethod = _DEFAULT.peak_method,
+    min_quality: MinQuality = _DEFAULT.min_quality,
+    as_json: AsJson = False,
+) -> None:
+    """Read one record and show the beats ecgbio would use from it."""
+    from ecgbio.beats import extract_beats
+    from ecgbio.records import read_record
+
+    config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
+    rec = read_record(
+        record, leads=config.leads, rate=config.rate, min_duration_s=config.min_duration_s
+    )
+    beats = extract_beats(rec, config)
+    data = {
+        "record": str(rec.path),
+        "leads": list(rec.leads),
+        "rate": config.rate,
+        "duration_s": round(rec.duration_s, 3),
+        "session": rec.session,
+        "notes": list(rec.notes),
+        "detected": beats.detected,
+        "rejected": beats.rejected,
+        "beats": len(beats),
+        "window_samples": config.window_samples,
+        "heart_rate_bpm": _heart_rate(beats.peaks, config.rate),
+        "quality_median": round(float(_median(beats.quality)), 4),
+    }
+    lines = [
+        f"{data['record']}: {len(beats)} beats kept of {beats.detected} detected "
+        f"({beats.rejected} rejected), {data['duration_s']} s, leads {','.join(rec.leads)}",
+        f"heart rate {data['heart_rate_bpm']} bpm, median quality {data['quality_median']}, "
+        f"window {config.window_samples} samples at {config.rate} Hz",
+    ] + [f"note: {n}" for n in rec.notes]
+    emit(data, as_json, lines)
+
+
+@store_app.command("info")
+@handle_errors
+def store_info(
+    store: Annotated[Path, typer.Argument(help="Beat store directory.")],
+    as_json: AsJson = False,
+) -> None:
+    """Show what a beat store holds and how it was made."""
+    from ecgbio.store import BeatStore
+
+    st = BeatStore.open(store)
+    per_person = st.index.groupby("person")["record"].nunique()
+    data = {
+        "store": str(st.root),
+        "beats": len(st),
+        "shape": list(st.beats.shape),
+        "dtype": str(st.beats.dtype),
+        "leads": list(st.leads),
+        "persons": int(per_person.size),
+        "persons_multi_record": int((per_person >= 2).sum()),
+        "records": int(st.index["record"].nunique()),
+        "records_rejected": int((st.records["status"] != "ok").sum()),
+        "config": st.manifest.get("config"),
+        "created": st.manifest.get("created"),
+    }
+    lines = [f"{k:22s} {v}" for k, v in data.items() if k != "config"]
+    lines.append("config                 " + json.dumps(data["config"]))
+    emit(data, as_json, lines)
+
+
+# demo ------------------------------------------------------------------------------------------
+@app.command("demo")
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Working directory for the demo.")] = Path(
+        "ecgbio-demo"
+    ),
+    persons: Annotated[int, typer.Option("--persons", help="Synthetic persons.")] = 12,
+    workers: Workers = 2,
+    as_json: AsJson = False,
+) -> None:
+    """Run ecgbio end to end on a built-in synthetic cohort (no download needed)."""
+    from ecgbio.demo import run_demo
+
+    result = run_demo(
+        out,
+        n_persons=persons,
+        workers=workers,
+        progress=not as_json,
+        echo=None if as_json else typer.echo,
+    )
+    emit(result, as_json, [])
+
+
+def _heart_rate(peaks: Any, rate: int) -> float:
+    import numpy as np
+
+    if len(peaks) < 2:
+        return float("nan")
+    return round(60.0 * rate / float(np.median(np.diff(peaks))), 1)
+
+
+def _median(values: Any) -> float:
+    import numpy as np
+
+    return float(np.median(values)) if len(values) else float("nan")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ecgbio")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Accuracy measures for the pipeline's stages, scored against reference annotations."""

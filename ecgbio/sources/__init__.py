@@ -1,0 +1,36 @@
+"""Where records come from.
+
+A source turns a dataset layout into a list of :class:`RecordSpec`: which WFDB record to read and whose
+heart it is. Everything after that (reading, beats, storing) is the same for every source, so a
+synthetic cohort, a PTB-XL download and a folder of a user's own records take one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """One record to prepare.
+
+    Attributes:
+        path: WFDB record path, without extension (``.../00001_hr``); ``.hea`` is accepted too.
+        person: identity label (string, stable across records of the same person).
+        record: record id, unique within the dataset (e.g. PTB-XL ``ecg_id`` or ``Person_01/rec_1``).
+        session: session label, ideally the recording date ``YYYY-MM-DD``; empty when unknown.
+        order: position of the record among the person's records (0 = earliest), used where dates
+            are missing or equal.
+        extra: source-specific metadata kept in the store's records table (e.g. ``strat_fold``).
+    """
+
+    path: Path
+    person: str
+    record: str
+    session: str = ""
+    order: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __hash__(self) -> int:  # extra is a dict; identity is the record id
+        return hash(self.record)

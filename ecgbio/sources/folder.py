@@ -1,0 +1,109 @@
+"""Any folder of WFDB records as a source: person from the folder layout or from a CSV.
+
+ECG-ID's layout (``Person_01/rec_1.hea`` ...) works as it is: the folder holding a record names its
+person. Flat folders (MIT-BIH: ``100.hea``, ``101.hea`` ...) make every record its own person unless a
+CSV maps records to persons (MIT-BIH 201 and 202, for instance, are one person).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from ecgbio.errors import EcgbioError
+from ecgbio.records import session_date
+from ecgbio.sources import RecordSpec
+
+
+def find_records(root: Path) -> list[Path]:
+    """Record paths (no extension) under ``root``; segments of multi-segment records are left out."""
+    headers = sorted(root.rglob("*.hea"))
+    segments: set[Path] = set()
+    for header in headers:
+        segments.update(_segment_headers(header))
+    return [h.with_suffix("") for h in headers if h not in segments]
+
+
+def folder_records(root: str | Path, persons_csv: str | Path | None = None) -> list[RecordSpec]:
+    """One :class:`RecordSpec` per record under ``root``.
+
+    Args:
+        root: folder searched recursively for ``.hea`` files.
+        persons_csv: optional CSV with columns ``record`` (path relative to ``root``, no extension)
+            and ``person``, and optionally ``session``; records it does not list are skipped.
+
+    The session is the recording date from the header (``base_date`` or a ``# ... date: ...``
+    comment), else the CSV's ``session``, else empty; ``order`` ranks a person's records by session
+    and then by natural name order (``rec_2`` before ``rec_10``).
+    """
+    import wfdb
+
+    root = Path(root)
+    if not root.is_dir():
+        raise EcgbioError("records folder not found", root)
+    paths = find_records(root)
+    if not paths:
+        raise EcgbioError("no WFDB records (.hea files) found", root)
+    mapping = _read_persons_csv(Path(persons_csv)) if persons_csv else None
+    rows = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        if mapping is not None:
+            if rel not in mapping.index:
+                continue
+            person, session = str(mapping.at[rel, "person"]), str(mapping.at[rel, "session"])
+        else:
+            parent = path.parent.relative_to(root).as_posix()
+            person, session = (rel if parent == "." else parent), ""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                session = session_date(wfdb.rdheader(str(path))) or session
+        except Exception:  # an unreadable header is reported by `prepare`, with its reason
+            pass
+        rows.append({"path": path, "person": person, "record": rel, "session": session})
+    if not rows:
+        raise EcgbioError("the persons CSV matches none of the records found", persons_csv)
+    table = pd.DataFrame(rows)
+    table["natural"] = table["record"].map(_natural_key)
+    table = table.sort_values(["person", "session", "natural"], kind="stable")
+    table["order"] = table.groupby("person").cumcount()
+    table = table.sort_values("natural", kind="stable")
+    return [
+        RecordSpec(
+            path=r.path, person=r.person, record=r.record, session=r.session, order=int(r.order)
+        )
+        for r in table.itertuples()
+    ]
+
+
+def _read_persons_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise EcgbioError("persons CSV not found", path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"record", "person"} - set(table.columns)
+    if missing:
+        raise EcgbioError(f"persons CSV lacks column(s) {', '.join(sorted(missing))}", path)
+    if "session" not in table.columns:
+        table["session"] = ""
+    table["record"] = table["record"].str.replace(r"\.hea$", "", regex=True)
+    return table.drop_duplicates("record").set_index("record")
+
+
+def _segment_headers(header: Path) -> list[Path]:
+    """Headers named as segments by a multi-segment header (``name/n_segments`` record line)."""
+    try:
+        lines = [ln.strip() for ln in header.read_text(errors="replace").splitlines()]
+    except OSError:
+        return []
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines or "/" not in lines[0].split()[0]:
+        return []
+    return [header.parent / f"{ln.split()[0]}.hea" for ln in lines[1:] if ln.split()[0] != "~"]
+
+
+def _natural_key(text: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text))

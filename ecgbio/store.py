@@ -1,0 +1,137 @@
+"""BeatStore: one directory per prepared dataset, opened without loading the beats into memory.
+
+Layout::
+
+    STORE/
+      beats.npy       (beats, leads, samples) float16, memory-mapped on open
+      beats.csv       one row per beat: person, record, session, beat, peak, quality
+      records.csv     one row per record: person, record, session, order, status, reason, ...
+      manifest.json   format, preprocessing config, library versions, counts, how it was made
+
+float16 is the measured choice (``benchmarks/store_dtype.py``): its rounding error on real beats is
+below the 1 uV resolution of the source ADCs and it halves disk and page-cache use against float32.
+Beats of a record are contiguous and in time order, so "the first k beats of a record" is a slice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecgbio.config import BeatConfig, from_dict
+from ecgbio.errors import StoreError
+
+FORMAT = "ecgbio-beatstore"
+FORMAT_VERSION = 1
+BEATS_FILE = "beats.npy"
+BEAT_INDEX_FILE = "beats.csv"
+RECORDS_FILE = "records.csv"
+MANIFEST_FILE = "manifest.json"
+STORE_DTYPE = np.float16
+
+BEAT_COLUMNS = ["person", "record", "session", "beat", "peak", "quality"]
+_STR_COLUMNS = {"person": str, "record": str, "session": str}
+
+
+@dataclass
+class BeatStore:
+    """A prepared dataset on disk.
+
+    Attributes:
+        root: the store directory.
+        beats: memory-mapped (beats, leads, samples) array (read-only).
+        index: per-beat table aligned with ``beats`` (row i describes ``beats[i]``).
+        records: per-record table, including rejected records and the reason.
+        manifest: the store's manifest dict (config under ``"config"``).
+    """
+
+    root: Path
+    beats: np.ndarray
+    index: pd.DataFrame
+    records: pd.DataFrame
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, root: str | Path) -> BeatStore:
+        """Open a store; the beats stay on disk (``np.load(mmap_mode="r")``)."""
+        root = Path(root)
+        if not root.is_dir():
+            raise StoreError("beat store not found (run `ecgbio prepare` first)", root)
+        manifest_path = root / MANIFEST_FILE
+        if not manifest_path.is_file():
+            partial = (root / ".parts").is_dir()
+            hint = (
+                "preparation was interrupted: rerun the same `ecgbio prepare` to resume"
+                if partial
+                else "not an ecgbio beat store"
+            )
+            raise StoreError(f"no {MANIFEST_FILE} ({hint})", root)
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"corrupt manifest ({exc})", manifest_path) from exc
+        if manifest.get("format") != FORMAT:
+            raise StoreError(
+                f"not an ecgbio beat store (format {manifest.get('format')!r})", manifest_path
+            )
+        if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+            raise StoreError(
+                f"store format {manifest['format_version']} is newer than this ecgbio "
+                f"reads ({FORMAT_VERSION}); upgrade ecgbio",
+                manifest_path,
+            )
+        try:
+            beats = np.load(root / BEATS_FILE, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"unreadable beats array ({exc})", root / BEATS_FILE) from exc
+        index = _read_csv(root / BEAT_INDEX_FILE)
+        records = _read_csv(root / RECORDS_FILE)
+        expected = tuple(manifest.get("shape", ()))
+        if beats.shape != expected or len(index) != beats.shape[0]:
+            raise StoreError(
+                f"inconsistent store: beats {beats.shape}, manifest {expected}, "
+                f"index {len(index)} rows",
+                root,
+            )
+        return cls(root, beats, index, records, manifest)
+
+    @cached_property
+    def config(self) -> BeatConfig:
+        """The preprocessing config the store was made with (re-used for probes)."""
+        return from_dict(BeatConfig, self.manifest["config"])
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        return tuple(self.manifest.get("leads", ()))
+
+    def __len__(self) -> int:
+        return int(self.beats.shape[0])
+
+    def waves(self, rows: np.ndarray | list[int] | slice) -> np.ndarray:
+        """float32 copies of the beats at ``rows`` (only those pages are read from disk)."""
+        if isinstance(rows, slice):
+            return np.asarray(self.beats[rows], dtype=np.float32)
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")  # sorted reads are sequential on disk
+        out = np.empty((len(rows), *self.beats.shape[1:]), np.float32)
+        out[order] = self.beats[rows[order]]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Counts a person wants to see after `prepare` (also stored in the manifest)."""
+        return dict(self.manifest.get("summary", {}))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise StoreError("missing store table", path)
+    try:
+        return pd.read_csv(path, dtype=_STR_COLUMNS, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise StoreError(f"corrupt store table ({exc})", path) from exc
