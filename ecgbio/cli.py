@@ -258,6 +258,144 @@ def download_ptbxl_cmd(
     )
 
 
+# train / evaluate ------------------------------------------------------------------------------
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise EcgbioError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    store: Annotated[Path, typer.Option("--store", help="Beat store (from `ecgbio prepare`).")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="seed, cross-session or unseen.")
+    ] = "unseen",
+    epochs: Annotated[int, typer.Option("--epochs")] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+    m_per_class: Annotated[
+        int, typer.Option("--m-per-class", help="Beats per identity in a batch.")
+    ] = 4,
+    lr: Annotated[float, typer.Option("--lr")] = 2e-3,
+    metric_loss: Annotated[
+        str,
+        typer.Option(
+            "--metric-loss", help="arcface, subcenter-arcface, triplet, arcface+triplet or none."
+        ),
+    ] = "arcface",
+    softmax_weight: Annotated[float, typer.Option("--softmax-weight")] = 1.0,
+    metric_weight: Annotated[float, typer.Option("--metric-weight")] = 1.0,
+    widths: Annotated[
+        str, typer.Option("--widths", help="Channels per residual stage.")
+    ] = "32,64,128,256",
+    blocks: Annotated[str, typer.Option("--blocks", help="Residual blocks per stage.")] = "1,1,1,1",
+    embedding_dim: Annotated[int, typer.Option("--embedding-dim")] = 128,
+    dropout: Annotated[float, typer.Option("--dropout")] = 0.2,
+    input_norm: Annotated[str, typer.Option("--input-norm", help="beat or none.")] = "beat",
+    augment: Annotated[bool, typer.Option("--augment/--no-augment")] = True,
+    patience: Annotated[int, typer.Option("--patience", help="Early stopping (0 = off).")] = 8,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            "--val-fraction",
+            help="unseen: share of held-out persons used for validation (0: all are test).",
+        ),
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = default).")] = 0,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast on CPU.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run.")
+    ] = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Train a ResNet1d with a softmax identity head and a metric-learning head."""
+    from ecgbio.config import ModelConfig, TrainConfig
+    from ecgbio.training import train
+
+    model_cfg = ModelConfig(
+        widths=_ints(widths),
+        blocks=_ints(blocks),
+        dropout=dropout,
+        embedding_dim=embedding_dim,
+        input_norm=input_norm,
+    )
+    train_cfg = TrainConfig(
+        protocol=protocol,
+        epochs=epochs,
+        batch_size=batch_size,
+        m_per_class=m_per_class,
+        lr=lr,
+        metric_loss=metric_loss,
+        softmax_weight=softmax_weight,
+        metric_weight=metric_weight,
+        augment=augment,
+        patience=patience,
+        val_fraction=val_fraction,
+        seed=seed,
+        threads=threads,
+        bf16=bf16,
+    )
+    result = train(
+        store,
+        out,
+        model_cfg,
+        train_cfg,
+        resume=resume,
+        overwrite=overwrite,
+        progress=not quiet and not as_json,
+        echo=None if as_json else typer.echo,
+    )
+    emit(
+        result.__dict__,
+        as_json,
+        [
+            f"run {result.run_dir}: best epoch {result.best_epoch} of "
+            f"{result.epochs_run}, {result.classes} classes",
+            "test " + _figures_line(result.test),
+        ],
+    )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Run directory.")],
+    store: Annotated[Path, typer.Option("--store", help="Beat store.")],
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="The run's protocol (default), or enrol-probe for a store of unseen persons.",
+        ),
+    ] = "",
+    enrol_beats: Annotated[
+        int, typer.Option("--enrol-beats", help="Enrol from the first K beats (0 = all).")
+    ] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write metrics.json here.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Evaluate a trained model on a store under a protocol."""
+    from ecgbio.evaluate import evaluate_run
+
+    figures = evaluate_run(model, store, protocol or None, enrol_beats=enrol_beats, out=out)
+    emit(figures, as_json, [f"{figures['protocol']} on {store}: " + _figures_line(figures)])
+
+
+def _figures_line(figures: dict[str, Any]) -> str:
+    keys = ("accuracy", "loss", "rank1", "rank5", "eer", "auc", "tar@far=0.01", "persons", "probes")
+    return ", ".join(
+        f"{k} {figures[k]:.4g}" if isinstance(figures[k], float) else f"{k} {figures[k]}"
+        for k in keys
+        if k in figures
+    )
+
+
 # inspection ------------------------------------------------------------------------------------
 @app.command("beats")
 @handle_errors

@@ -140,3 +140,130 @@ def save_json(path: str | Path, data: dict[str, Any]) -> None:
     from ecgbio.io import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+METRIC_LOSSES = ("arcface", "subcenter-arcface", "triplet", "arcface+triplet", "none")
+INPUT_NORMS = ("none", "beat")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ResNet1d backbone and its embedding.
+
+    Attributes:
+        widths: channels of each residual stage; each stage after the first halves the time axis.
+        blocks: residual blocks per stage (depth); one int per stage.
+        kernel_size: convolution kernel size (odd).
+        stem_kernel: kernel size of the first convolution.
+        dropout: dropout before the embedding layer.
+        embedding_dim: size of the embedding (L2-normalised at inference).
+        input_norm: ``beat`` standardises every beat (per lead) inside the model, so amplitude
+            differences between sessions (electrode contact, gain) cannot be learned as identity;
+            ``none`` feeds the stored values.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    kernel_size: int = 7
+    stem_kernel: int = 11
+    dropout: float = 0.2
+    embedding_dim: int = 128
+    input_norm: str = "beat"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        if not self.widths or len(self.widths) != len(self.blocks):
+            raise ConfigError(
+                f"widths {self.widths} and blocks {self.blocks} need one entry per stage"
+            )
+        if any(w < 1 for w in self.widths) or any(b < 1 for b in self.blocks):
+            raise ConfigError("widths and blocks must be positive")
+        if self.kernel_size % 2 == 0 or self.stem_kernel % 2 == 0:
+            raise ConfigError("kernel sizes must be odd (so that 'same' padding is exact)")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.embedding_dim < 2:
+            raise ConfigError(f"embedding_dim must be >= 2, got {self.embedding_dim}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved in every run directory.
+
+    Attributes:
+        protocol: split protocol name (see :mod:`ecgbio.protocols`).
+        epochs: maximum epochs.
+        batch_size: beats per optimisation step (per process under DDP).
+        m_per_class: beats of each identity in a batch (``MPerClassSampler``); batch_size must be a
+            multiple of it.
+        lr / weight_decay: AdamW; the learning rate follows a cosine schedule with warm-up.
+        warmup_epochs: linear warm-up length.
+        softmax_weight: weight of the softmax identity head's cross-entropy.
+        metric_loss: metric-learning head (pytorch-metric-learning).
+        metric_weight: weight of the metric loss.
+        arcface_margin: ArcFace additive angular margin, in degrees (pml 2.x convention).
+        arcface_scale: ArcFace logit scale.
+        triplet_margin: triplet loss margin (cosine distance).
+        label_smoothing: for the softmax head.
+        augment: random amplitude scaling, baseline offset/ramp and noise on training beats.
+        patience: stop after this many epochs without a better validation score (0 = never).
+        seed: seeds every random choice (weights, batches, augmentation).
+        num_workers: DataLoader worker processes.
+        threads: torch intra-op threads (0 = leave torch's default).
+        bf16: bfloat16 autocast on CPU (about 1.8x faster on this kind of CPU).
+        val_fraction: share of the held-out persons used for validation in the ``unseen``
+            protocol; 0 keeps them all for test and validates on unseen training identities
+            instead (see :func:`ecgbio.protocols.unseen_split`).
+        max_beats_per_record: cap beats per training record (0 = all).
+    """
+
+    protocol: str = "unseen"
+    epochs: int = 40
+    batch_size: int = 256
+    m_per_class: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    softmax_weight: float = 1.0
+    metric_loss: str = "arcface"
+    metric_weight: float = 1.0
+    arcface_margin: float = 28.6
+    arcface_scale: float = 32.0
+    triplet_margin: float = 0.2
+    label_smoothing: float = 0.1
+    augment: bool = True
+    patience: int = 8
+    seed: int = 0
+    num_workers: int = 0
+    threads: int = 0
+    bf16: bool = False
+    val_fraction: float = 0.2
+    max_beats_per_record: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metric_loss not in METRIC_LOSSES:
+            raise ConfigError(
+                f"metric_loss must be one of {METRIC_LOSSES}, got {self.metric_loss!r}"
+            )
+        if self.batch_size < 2 or self.m_per_class < 1 or self.batch_size % self.m_per_class:
+            raise ConfigError(
+                f"batch_size ({self.batch_size}) must be a multiple of m_per_class "
+                f"({self.m_per_class})"
+            )
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if (
+            self.softmax_weight < 0
+            or self.metric_weight < 0
+            or (
+                self.softmax_weight == 0 and (self.metric_weight == 0 or self.metric_loss == "none")
+            )
+        ):
+            raise ConfigError(
+                "at least one of the softmax and metric losses needs a positive weight"
+            )
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

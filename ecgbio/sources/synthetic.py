@@ -1,7 +1,7 @@
 """A synthetic PTB-XL-shaped cohort, for unit tests and the built-in demo only.
 
 Why it exists: the pipeline must be testable without a 3 GB download, and the demo must run offline.
-Why it mirrors PTB-XL byte-for-byte in layout (``records500/00000/00001_hr``, ``records100/...``,
+Why it mirrors PTB-XL file for file (``records500/00000/00001_hr``, ``records100/...``,
 ``ptbxl_database.csv``, ``RECORDS``; WFDB format 16, 1000 adu/mV): synthetic data then takes exactly
 the code path of a real download, so a test that passes here exercises the real reader, not a
 shortcut. Why it must never back an accuracy claim: the persons are drawn from a handful of random
@@ -18,20 +18,22 @@ Generation approach (measured on the 2-core development machine):
   ``a_i b_i^2 exp(-dtheta_i^2 / 2 b_i^2)`` per wave (P, Q, R, S, T) per beat. We place those bumps
   directly in time around each R-peak, starting from ECGSYN's default angles and widths converted to
   seconds at 60 bpm, and drop ECGSYN's 1-s relaxation term (a slow baseline drift we add explicitly
-  as baseline wander instead). This is vectorised numpy: 8 persons x 3 records x 10 s x 12 leads,
-  written at 500 Hz and 100 Hz, takes ~0.3 s including the WFDB writes.
+  as baseline wander instead). This is vectorised numpy: the signals of 8 persons x 3 records x
+  10 s x 12 leads take ~0.4 s; writing them at 500 Hz and 100 Hz brings the total to ~1-2 s, most
+  of it inside ``wfdb.wrsamp`` (kept anyway: the files are then written by the reference writer).
 
 12-lead simplification (documented, not physiological in detail): each wave is a fixed 3-D "cardiac
 dipole" per person (a vectorcardiographic caricature) and each lead is a fixed lead vector, so the
 lead gain of wave i in lead k is ``lead_vector_k . dipole_i`` (a person-specific version of
-neurokit2's ``multileads`` gamma matrix). Limb leads obey Einthoven/Goldberger exactly (before
-noise), and R-wave progression across V1..V6 emerges from the dipole directions. There is no
-propagation delay between leads and no pathology.
+neurokit2's ``multileads`` gamma matrix). Limb leads obey Einthoven/Goldberger exactly (noise
+included, up to 1 uV rounding), and R-wave progression across V1..V6 emerges from the dipole
+directions. There is no propagation delay between leads and no pathology.
 
 What varies and where:
 
 * per person (stable across sessions): heart-axis rotation, per-wave dipole direction and size,
-  wave timings and widths, precordial electrode gains, resting heart rate;
+  wave timings and widths, precordial electrode gains, resting heart rate. Hearts without a
+  dominant lead-I R wave are redrawn, so R-peaks are reliably detectable on lead I;
 * per session (record = recording date): heart rate (55-95 bpm around the person's resting rate),
   HRV (LF/HF sinusoidal RR modulation plus jitter), respiratory amplitude modulation, a small
   dipole rotation (electrode placement/posture), overall amplitude (+-15%), baseline wander,
@@ -78,9 +80,9 @@ _BASE_WIDTH_S = _ECGSYN_BI_RAD / (2 * np.pi)
 _RR_EXPONENT = np.array([0.25, 0.0, 0.0, 0.0, 0.5])
 
 # Person-level spread of timings (s, additive) and of widths / dipole sizes (log-normal sigma).
-_OFFSET_SD_S = np.array([0.012, 0.003, 0.0, 0.003, 0.02])
-_WIDTH_LOG_SD = np.array([0.15, 0.12, 0.12, 0.12, 0.15])
-_SIZE_LOG_SD = np.array([0.25, 0.35, 0.2, 0.35, 0.25])
+_OFFSET_SD_S = np.array([0.015, 0.004, 0.0, 0.004, 0.03])
+_WIDTH_LOG_SD = np.array([0.2, 0.18, 0.18, 0.18, 0.2])
+_SIZE_LOG_SD = np.array([0.35, 0.45, 0.2, 0.45, 0.35])
 
 # Wave dipoles in body coordinates (x: left, y: inferior, z: anterior), mV at the lead vector scale.
 # Q: septal, rightward-anterior; R: main left-inferior-posterior; S: late basal, right-superior-
@@ -185,7 +187,7 @@ def _draw_person(rng: np.random.Generator) -> _Person:
     """Draw a person whose lead I has a dominant R wave (rejection sampling, same rng stream).
 
     Real cohorts include vertical or right-deviated axes with a tiny lead-I QRS, but the tests and
-    the demo detect R-peaks on lead I, so such hearts are redrawn (about 19% of draws).
+    the demo detect R-peaks on lead I, so such hearts are redrawn (about 21% of draws).
     """
     for _ in range(_MAX_PERSON_DRAWS):
         person = _draw_candidate(rng)

@@ -1,0 +1,438 @@
+"""The training loop: both heads together, class-balanced batches, selection on validation only.
+
+Determinism: every epoch reseeds torch, numpy (the batch sampler) and the augmentation generator
+from ``(seed, epoch)``, so epoch ``e`` draws the same batches whether the run got there in one go or
+was resumed from the checkpoint of epoch ``e - 1``; the resume test checks the weights are equal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_metric_learning.samplers import MPerClassSampler
+from pytorch_metric_learning.utils import common_functions as pml_common
+from torch.utils.data import BatchSampler
+
+from ecgbio.config import ModelConfig, TrainConfig, save_json, to_dict
+from ecgbio.errors import ConfigError
+from ecgbio.evaluate import ENROL_BEATS, evaluate_classify, evaluate_match
+from ecgbio.io import atomic_open
+from ecgbio.models import IdentityModel
+from ecgbio.protocols import ClassifySet, MatchSet, Split, make_split
+from ecgbio.runs import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    RunError,
+    load_torch_state,
+    load_weights,
+    read_run_config,
+    save_torch_state,
+    save_weights,
+    write_run_config,
+)
+from ecgbio.store import BeatStore
+from ecgbio.training.augment import augment_beats
+from ecgbio.training.distributed import DistContext, barrier, broadcast_flag, init_distributed
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to ``RUN_DIR/metrics.json``)."""
+
+    run_dir: str
+    protocol: str
+    classes: int
+    best_epoch: int
+    epochs_run: int
+    val: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
+    train_last: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+    beats_per_s: float = 0.0
+
+
+def train(
+    store: str | Path | BeatStore,
+    out: str | Path,
+    model_config: ModelConfig = ModelConfig(),
+    train_config: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    echo: Echo | None = print,
+    split: Split | None = None,
+) -> TrainResult:
+    """Train an :class:`IdentityModel` on ``store`` under ``train_config.protocol``.
+
+    Args:
+        store: beat store (directory or opened).
+        out: run directory; refused if it holds a run, unless ``resume`` or ``overwrite``.
+        resume: continue from ``out/checkpoint`` (same configs required).
+        split: a ready split (experiments that vary protocols' parameters); default: the named
+            protocol with ``train_config``'s options.
+    """
+    start = time.perf_counter()
+    ctx = init_distributed()
+    say = (echo or (lambda _s: None)) if ctx.is_main else (lambda _s: None)
+    store = store if isinstance(store, BeatStore) else BeatStore.open(store)
+    out = Path(out)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    split = split or make_split(
+        store,
+        train_config.protocol,
+        seed=train_config.seed,
+        val_fraction=train_config.val_fraction,
+        max_beats_per_record=train_config.max_beats_per_record,
+    )
+    if split.n_classes < 2 or len(split.train) == 0:
+        raise ConfigError(
+            f"protocol {split.protocol} gives nothing to train on ({split.n_classes} classes)",
+            store.root,
+        )
+    in_leads = store.beats.shape[1]
+    model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
+    extra = {
+        "protocol": split.protocol,
+        "split": split.info,
+        "store": str(store.root.resolve()),
+        "store_created": store.manifest.get("created"),
+        "leads": list(store.leads),
+    }
+    if ctx.is_main:
+        _prepare_run_dir(out, resume, overwrite, model_config, train_config)
+        if not resume:
+            write_run_config(
+                out, store.config, model_config, train_config, in_leads, split.classes, extra
+            )
+    barrier(ctx)
+
+    batch_size = _effective_batch(train_config, split, say)
+    steps = max(1, len(split.train) // batch_size)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+    )
+    total_steps = steps * train_config.epochs
+    warmup = max(1, steps * train_config.warmup_epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (
+            min(1.0, (s + 1) / warmup)
+            * 0.5
+            * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps))))
+        ),
+    )
+    state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0}
+    if resume:
+        state = _load_checkpoint(out, model, optimizer, scheduler)
+        say(f"resuming {out} after epoch {state['epoch']}")
+    net: torch.nn.Module = model
+    if ctx.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    fetch = _Fetcher(store, split, train_config)
+    history_path = out / HISTORY_FILE
+    beats_seen, train_time = 0, 0.0
+    last: dict[str, Any] = {}
+    for epoch in range(state["epoch"], train_config.epochs):
+        t0 = time.perf_counter()
+        row = _train_epoch(
+            net,
+            model,
+            optimizer,
+            scheduler,
+            fetch,
+            split,
+            train_config,
+            batch_size,
+            steps,
+            epoch,
+            ctx,
+            progress,
+        )
+        beats_seen += row.pop("_beats")
+        train_time += time.perf_counter() - t0
+        stop = False
+        if ctx.is_main:
+            val = _validate(model, store, split.val)
+            row.update({f"val_{k}": v for k, v in val.items() if not isinstance(v, dict)})
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            score = _selection_score(val)
+            improved = score > state["best_score"]
+            if improved:
+                state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+                save_weights(out / WEIGHTS_FILE, model)
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch + 1
+            _append_history(history_path, row)
+            _save_checkpoint(out, model, optimizer, scheduler, state)
+            say(_epoch_line(row, improved))
+            last = row
+            stop = bool(train_config.patience) and state["bad_epochs"] >= train_config.patience
+            if stop:
+                say(f"early stop: no better validation score for {train_config.patience} epochs")
+        if broadcast_flag(ctx, stop):
+            break
+    barrier(ctx)
+
+    result = TrainResult(
+        run_dir=str(out),
+        protocol=split.protocol,
+        classes=split.n_classes,
+        best_epoch=int(state["best_epoch"]),
+        epochs_run=int(state["epoch"]),
+        split=split.info,
+        train_last=last,
+    )
+    if ctx.is_main:
+        load_weights(out / WEIGHTS_FILE, model)
+        model.eval()
+        result.val = _validate(model, store, split.val)
+        result.test = _test(model, store, split)
+        result.wall_s = round(time.perf_counter() - start, 2)
+        result.beats_per_s = round(beats_seen / max(train_time, 1e-9), 1)
+        save_json(
+            out / METRICS_FILE,
+            {
+                **result.__dict__,
+                "train_config": to_dict(train_config),
+                "model_config": to_dict(model_config),
+            },
+        )
+    return result
+
+
+# --- one epoch -----------------------------------------------------------------------------------
+class _Fetcher:
+    """Training batches straight from the memmap (one fancy-indexed read per batch)."""
+
+    def __init__(self, store: BeatStore, split: Split, config: TrainConfig) -> None:
+        self.store, self.rows, self.labels = store, split.train, split.train_labels
+        self.augment = config.augment
+
+    def __call__(self, idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        x = torch.from_numpy(self.store.waves(self.rows[idx]))
+        if self.augment:
+            x = augment_beats(x, generator)
+        return x, torch.from_numpy(self.labels[idx]).long()
+
+
+def _train_epoch(
+    net: torch.nn.Module,
+    model: IdentityModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    fetch: _Fetcher,
+    split: Split,
+    config: TrainConfig,
+    batch_size: int,
+    steps: int,
+    epoch: int,
+    ctx: DistContext,
+    progress: bool,
+) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    seed = config.seed * 100_003 + epoch
+    torch.manual_seed(seed)
+    pml_common.NUMPY_RANDOM = np.random.RandomState(seed % (2**32))
+    generator = torch.Generator().manual_seed(seed)
+    sampler = MPerClassSampler(
+        split.train_labels,
+        config.m_per_class,
+        batch_size=batch_size,
+        length_before_new_iter=steps * batch_size,
+    )
+    batches = list(BatchSampler(sampler, batch_size, drop_last=True))[ctx.rank :: ctx.world_size]
+    net.train()
+    sums = {"loss": 0.0, "softmax": 0.0, "metric": 0.0, "correct": 0, "n": 0}
+    bar = tqdm(
+        batches,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=not progress or not ctx.is_main,
+        dynamic_ncols=True,
+    )
+    for idx in bar:
+        x, y = fetch(np.asarray(idx), generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            out = net(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        scheduler.step()
+        n = len(y)
+        sums["loss"] += float(out["loss"].detach()) * n
+        sums["softmax"] += float(out["softmax"]) * n
+        sums["metric"] += float(out["metric"]) * n
+        sums["correct"] += int((out["logits"].argmax(1) == y).sum())
+        sums["n"] += n
+        bar.set_postfix(
+            loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}"
+        )
+    bar.close()
+    n = max(sums["n"], 1)
+    return {
+        "epoch": epoch + 1,
+        "loss": sums["loss"] / n,
+        "softmax_loss": sums["softmax"] / n,
+        "metric_loss": sums["metric"] / n,
+        "accuracy": sums["correct"] / n,
+        "lr": optimizer.param_groups[0]["lr"],
+        "_beats": sums["n"],
+    }
+
+
+def _effective_batch(config: TrainConfig, split: Split, say: Echo) -> int:
+    """MPerClassSampler needs m * classes >= batch; small datasets get a smaller batch."""
+    m = config.m_per_class
+    limit = (split.n_classes * m) // m * m
+    batch = min(config.batch_size, limit, max(m, len(split.train) // m * m))
+    if batch != config.batch_size:
+        say(f"batch size {config.batch_size} -> {batch} ({split.n_classes} classes x m={m})")
+    return batch
+
+
+# --- validation, test ----------------------------------------------------------------------------
+def _validate(
+    model: IdentityModel, store: BeatStore, vset: ClassifySet | MatchSet | None
+) -> dict[str, Any]:
+    if vset is None:
+        return {}
+    if isinstance(vset, ClassifySet):
+        return evaluate_classify(model, store, vset)
+    figures = evaluate_match(model, store, vset)
+    return {k: figures[k] for k in ("rank1", "rank5", "eer", "auc")}
+
+
+def _selection_score(val: dict[str, Any]) -> float:
+    """Higher is better. Classification: accuracy (loss breaks ties); matching: rank-1 - EER."""
+    if "accuracy" in val:
+        return float(val["accuracy"]) - 1e-4 * float(val["loss"])
+    if "rank1" in val:
+        return float(val["rank1"]) - float(val["eer"])
+    return 0.0
+
+
+def _test(model: IdentityModel, store: BeatStore, split: Split) -> dict[str, Any]:
+    if isinstance(split.test, ClassifySet):
+        return evaluate_classify(model, store, split.test)
+    closed = split.protocol == "cross-session"
+    return evaluate_match(
+        model, store, split.test, enrol_beats=ENROL_BEATS, classes=split.classes if closed else None
+    )
+
+
+# --- run directory, checkpoints ------------------------------------------------------------------
+def _prepare_run_dir(
+    out: Path, resume: bool, overwrite: bool, model_config: ModelConfig, train_config: TrainConfig
+) -> None:
+    if resume:
+        config = read_run_config(out)
+        if config.get("model") != to_dict(model_config) or config.get("train") != to_dict(
+            train_config
+        ):
+            raise RunError(
+                "--resume needs the same model and training options as the "
+                "interrupted run (see its config.json)",
+                out,
+            )
+        if not (out / CHECKPOINT_DIR / "state.json").is_file():
+            raise RunError("nothing to resume (no checkpoint yet)", out)
+        return
+    if (out / CONFIG_FILE).exists() and not overwrite:
+        raise RunError(
+            "a run already exists here; use --resume to continue it or --overwrite to start again",
+            out,
+        )
+    if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
+        raise RunError("directory is not empty and is not an ecgbio run; choose another --out", out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE):
+        (out / name).unlink(missing_ok=True)
+    ckpt = out / CHECKPOINT_DIR
+    if ckpt.is_dir():
+        for item in ckpt.iterdir():
+            item.unlink()
+
+
+def _save_checkpoint(
+    out: Path,
+    model: IdentityModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+) -> None:
+    ckpt = out / CHECKPOINT_DIR
+    ckpt.mkdir(exist_ok=True)
+    save_weights(ckpt / "last.safetensors", model)
+    save_torch_state(
+        ckpt / "optimizer.pt",
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+    )
+    save_json(ckpt / "state.json", state)  # written last: marks the checkpoint complete
+
+
+def _load_checkpoint(
+    out: Path, model: IdentityModel, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    ckpt = out / CHECKPOINT_DIR
+    state = json.loads((ckpt / "state.json").read_text())
+    load_weights(ckpt / "last.safetensors", model)
+    saved = load_torch_state(ckpt / "optimizer.pt")
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    _truncate_history(out / HISTORY_FILE, int(state["epoch"]))
+    return state
+
+
+def _append_history(path: Path, row: dict[str, Any]) -> None:
+    rows = []
+    if path.exists():
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Drop history rows of epochs after the checkpoint (an interrupted epoch left none, but an
+    epoch interrupted between writing history and its checkpoint could)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= epochs]
+    fields = list(dict.fromkeys(k for r in rows for k in r)) or ["epoch"]
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _epoch_line(row: dict[str, Any], improved: bool) -> str:
+    parts = [f"epoch {row['epoch']:3d}", f"loss {row['loss']:.3f}", f"acc {row['accuracy']:.3f}"]
+    for key in ("val_accuracy", "val_loss", "val_rank1", "val_eer"):
+        if key in row:
+            parts.append(f"{key} {row[key]:.3f}")
+    parts.append(f"{row['seconds']:.1f}s")
+    return "  ".join(parts) + ("  *" if improved else "")
