@@ -35,6 +35,7 @@ def simulate_ecg(
         noise=0.01,
         random_state=seed,
     )
+    base = base * (1.2 / np.abs(base).max())  # a typical lead-I R wave: 1.2 mV
     leads = [base * (1.0 - 0.2 * i) for i in range(n_leads)]
     return np.stack(leads, axis=1)
 

@@ -106,6 +106,7 @@ def train(
             store.root,
         )
     in_leads = store.beats.shape[1]
+    torch.manual_seed(train_config.seed)  # the initial weights, ArcFace centres included
     model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
     extra = {
         "protocol": split.protocol,

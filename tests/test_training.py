@@ -1,0 +1,212 @@
+"""Training: both heads get gradients, ArcFace weights are trained and saved, resume is exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import ecgbio.training.loop as loop
+from ecgbio.cli import EXIT_ERROR, app
+from ecgbio.config import ModelConfig, TrainConfig
+from ecgbio.errors import ConfigError
+from ecgbio.evaluate import evaluate_run
+from ecgbio.models import IdentityModel
+from ecgbio.models.resnet1d import ResNet1d
+from ecgbio.runs import RunError, load_run
+from ecgbio.training import train
+from tests.fixtures import build_ptbxl_store, build_seed_store
+
+TINY = ModelConfig(widths=(8, 16), blocks=(1, 1), embedding_dim=16, dropout=0.1)
+
+
+def tiny_train(**kwargs) -> TrainConfig:
+    defaults = dict(
+        protocol="cross-session", epochs=2, batch_size=16, m_per_class=2, threads=1, patience=0
+    )
+    return TrainConfig(**{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return build_ptbxl_store(tmp_path_factory.mktemp("train"))
+
+
+@pytest.mark.parametrize("leads, samples", [(1, 70), (12, 40), (2, 350)])
+def test_backbone_shapes(leads, samples):
+    net = ResNet1d(leads, ModelConfig(widths=(8, 16, 32), blocks=(1, 2, 1), embedding_dim=24))
+    assert net(torch.randn(5, leads, samples)).shape == (5, 24)
+
+
+@pytest.mark.parametrize("metric", ["arcface", "subcenter-arcface", "triplet", "arcface+triplet"])
+def test_both_heads_get_gradients(metric):
+    torch.manual_seed(0)
+    model = IdentityModel(1, 6, TINY, tiny_train(metric_loss=metric))
+    x, y = torch.randn(12, 1, 70), torch.arange(12) % 6
+    out = model(x, y)
+    assert set(out) >= {"loss", "softmax", "metric", "logits"} and out["logits"].shape == (12, 6)
+    out["loss"].backward()
+    assert model.softmax.fc.weight.grad.abs().sum() > 0
+    assert model.backbone.stem[0].weight.grad.abs().sum() > 0
+    if "arcface" in metric:
+        assert model.metric.arcface.W.grad.abs().sum() > 0
+    emb = model.embed(x)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(12), atol=1e-5)
+
+
+def test_arcface_weights_are_in_the_optimiser_and_saved(store, tmp_path):
+    config = tiny_train(metric_loss="arcface")
+    train(store, tmp_path / "run", TINY, config, progress=False, echo=None)
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    assert "metric.arcface.W" in saved
+    torch.manual_seed(config.seed)
+    initial = IdentityModel(1, 8, TINY, config).metric.arcface.W.detach()
+    assert saved["metric.arcface.W"].shape == initial.shape
+    assert not torch.allclose(saved["metric.arcface.W"], initial)  # it was trained
+    run = load_run(tmp_path / "run")  # and loads back into the model
+    assert torch.equal(run.model.metric.arcface.W.detach(), saved["metric.arcface.W"])
+
+
+def test_run_directory_contents(store, tmp_path):
+    result = train(store, tmp_path / "r", TINY, tiny_train(), progress=False, echo=None)
+    out = tmp_path / "r"
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["protocol"] == "cross-session" and config["beat"]["rate"] == 100
+    assert config["model"]["widths"] == [8, 16]
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,loss,") and len(history) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["persons"] == 8 and 0 <= metrics["test"]["rank1"] <= 1
+    assert "by_enrol_beats" in metrics["test"] and "softmax" in metrics["test"]
+    assert result.best_epoch in (1, 2)
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(store, tmp_path, monkeypatch):
+    config = tiny_train(epochs=3)
+    train(store, tmp_path / "full", TINY, config, progress=False, echo=None)
+
+    real_epoch = loop._train_epoch
+
+    def die_in_third_epoch(*args, **kwargs):
+        if args[9] == 2:  # epoch index
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", die_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(store, tmp_path / "cut", TINY, config, progress=False, echo=None)
+    monkeypatch.setattr(loop, "_train_epoch", real_epoch)
+    state = json.loads((tmp_path / "cut/checkpoint/state.json").read_text())
+    assert state["epoch"] == 2
+    train(store, tmp_path / "cut", TINY, config, resume=True, progress=False, echo=None)
+    full = load_file(tmp_path / "full/checkpoint/last.safetensors")
+    cut = load_file(tmp_path / "cut/checkpoint/last.safetensors")
+    assert full.keys() == cut.keys()
+    for key in full:
+        assert torch.equal(full[key], cut[key]), key
+    assert (tmp_path / "full/history.csv").read_text().count("\n") == (
+        tmp_path / "cut/history.csv"
+    ).read_text().count("\n")
+
+
+def test_resume_refuses_other_options(store, tmp_path):
+    train(store, tmp_path / "r", TINY, tiny_train(), progress=False, echo=None)
+    with pytest.raises(RunError, match="--resume needs the same model and training options"):
+        train(
+            store, tmp_path / "r", TINY, tiny_train(lr=1e-2), resume=True, progress=False, echo=None
+        )
+    with pytest.raises(RunError, match="a run already exists here; use --resume"):
+        train(store, tmp_path / "r", TINY, tiny_train(), progress=False, echo=None)
+
+
+def test_seed_protocol_reports_the_seed_columns(tmp_path):
+    store = build_seed_store(tmp_path)
+    result = train(
+        store,
+        tmp_path / "seed",
+        TINY,
+        tiny_train(protocol="seed", epochs=2),
+        progress=False,
+        echo=None,
+    )
+    assert set(result.test) >= {"accuracy", "loss"} and result.classes == 4
+    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(result.train_last)
+
+
+def test_unseen_training_and_enrol_probe_evaluation(store, tmp_path):
+    result = train(
+        store,
+        tmp_path / "u",
+        TINY,
+        tiny_train(protocol="unseen", val_fraction=0.0),
+        progress=False,
+        echo=None,
+    )
+    assert result.test["persons"] == 8 and result.test["probes"] == 12
+    figures = evaluate_run(
+        tmp_path / "u", store, "enrol-probe", enrol_beats=3, out=tmp_path / "eval"
+    )
+    assert figures["enrol_beats"] == 3 and figures["persons"] == 8
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())["rank1"] == figures["rank1"]
+
+
+def test_evaluate_refuses_a_store_cut_differently(store, tmp_path):
+    train(store, tmp_path / "r", TINY, tiny_train(), progress=False, echo=None)
+    other = build_seed_store(tmp_path / "other")
+    with pytest.raises(ConfigError, match="store was prepared differently from the model's beats"):
+        evaluate_run(tmp_path / "r", other, "enrol-probe")
+
+
+def test_corrupt_weights_are_a_clear_error(store, tmp_path):
+    train(store, tmp_path / "r", TINY, tiny_train(epochs=1), progress=False, echo=None)
+    (tmp_path / "r/model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RunError, match=r"model\.safetensors: corrupt weights file"):
+        load_run(tmp_path / "r")
+
+
+def test_train_cli(store, tmp_path):
+    runner = CliRunner()
+    args = [
+        "train",
+        "--store",
+        str(store),
+        "--out",
+        str(tmp_path / "c"),
+        "--protocol",
+        "cross-session",
+        "--epochs",
+        "1",
+        "--widths",
+        "8,16",
+        "--blocks",
+        "1,1",
+        "--embedding-dim",
+        "16",
+        "--batch-size",
+        "16",
+        "--m-per-class",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["classes"] == 8
+    again = runner.invoke(app, args)
+    assert again.exit_code == EXIT_ERROR and "a run already exists here" in again.stderr
+    bad = runner.invoke(app, [*args[:-1], "--widths", "8,x"])
+    assert bad.exit_code == EXIT_ERROR and "expected comma-separated integers" in bad.stderr
+
+
+def test_training_is_deterministic(store, tmp_path):
+    for name in ("a", "b"):
+        train(store, tmp_path / name, TINY, tiny_train(epochs=1), progress=False, echo=None)
+    a = load_file(tmp_path / "a/model.safetensors")
+    b = load_file(tmp_path / "b/model.safetensors")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
