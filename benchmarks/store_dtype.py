@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import SHARED_DATA, provenance
 from ecgbio.beats import beats_from_file
 from ecgbio.config import BeatConfig
+from ecgbio.provenance import SHARED_DATA, provenance
 from ecgbio.sources.folder import folder_records
 from ecgbio.sources.ptbxl import ptbxl_records
 

@@ -8,6 +8,7 @@ never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -351,6 +352,8 @@ def train_cmd(
         progress=not quiet and not as_json,
         echo=None if as_json else typer.echo,
     )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 reports
     emit(
         result.__dict__,
         as_json,
@@ -478,7 +481,11 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Working directory for the demo.")] = Path(
         "ecgbio-demo"
     ),
-    persons: Annotated[int, typer.Option("--persons", help="Synthetic persons.")] = 12,
+    persons: Annotated[int, typer.Option("--persons", help="Synthetic persons.")] = 48,
+    enrolled: Annotated[
+        int, typer.Option("--enrolled", help="Persons with 3 sessions, never trained on.")
+    ] = 12,
+    epochs: Annotated[int, typer.Option("--epochs")] = 12,
     workers: Workers = 2,
     as_json: AsJson = False,
 ) -> None:
@@ -488,7 +495,9 @@ def demo(
     result = run_demo(
         out,
         n_persons=persons,
+        n_enrolled=enrolled,
         workers=workers,
+        epochs=epochs,
         progress=not as_json,
         echo=None if as_json else typer.echo,
     )

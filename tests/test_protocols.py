@@ -81,9 +81,9 @@ def test_cross_session_never_trains_on_a_probe_record(store):
     assert persons_of(store, split.test.probe) == set(split.classes)
     sessions = store.index.drop_duplicates("record").set_index("record")["session"]
     for person in split.classes:
-        probe = [
+        probe = next(
             r for r in probes if store.index.set_index("record").loc[r, "person"].iloc[0] == person
-        ][0]
+        )
         others = store.index.loc[store.index["person"] == person, "record"].unique()
         assert all(sessions[probe] >= sessions[o] for o in others)
     # validation beats are the end of training records, never probe beats

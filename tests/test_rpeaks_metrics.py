@@ -14,6 +14,7 @@ from ecgbio.metrics.rpeaks import (
     BEAT_SYMBOLS,
     PeakMatch,
     match_peaks,
+    pair_peaks,
     reference_beats,
     sum_matches,
 )
@@ -105,6 +106,15 @@ def test_empty_inputs() -> None:
 def test_invalid_input_is_refused(detected: object, reference: object, tolerance: float) -> None:
     with pytest.raises(ConfigError):
         match_peaks(detected, reference, tolerance)  # type: ignore[arg-type]
+
+
+def test_pairs_give_the_detection_lag() -> None:
+    det = np.array([1010, 108, 707, 250])  # unsorted, one stray detection at 250
+    d, r = pair_peaks(det, REF, 10)
+    assert r.tolist() == [0, 2, 3]
+    assert (det[d] - REF[r]).tolist() == [8, 7, 10]
+    d, r = pair_peaks([], REF, 10)
+    assert d.size == r.size == 0 and d.dtype == np.int64
 
 
 def test_gross_statistics_sum_counts() -> None:

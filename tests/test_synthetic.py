@@ -167,7 +167,7 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
     first = file_bytes(write_synthetic_cohort(tmp_path / "a", seed=11, **kwargs))
     again = file_bytes(write_synthetic_cohort(tmp_path / "b", seed=11, **kwargs))
     other = file_bytes(write_synthetic_cohort(tmp_path / "c", seed=12, **kwargs))
-    assert len(first) == 2 + 3 * 2 * 2 * 2  # CSV, RECORDS, (hea+dat) x 2 rates x 6 records
+    assert len(first) == 3 + 3 * 2 * 2 * 2  # CSV, RECORDS, SYNTHETIC, (hea+dat) x 2 rates x 6
     assert first == again
     dats = [name for name in first if name.endswith(".dat")]
     assert all(first[name] != other.get(name) for name in dats)

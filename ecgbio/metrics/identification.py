@@ -185,6 +185,4 @@ def dir_at_fpir(
     hits = true[ranks == 1]
     nonmated_best = searches.person_scores[~searches.mated].max(axis=1)
     thresholds, hit_acc, false_acc = _accept_counts(hits, nonmated_best)
-    return _best_at_rate(
-        thresholds, hit_acc, false_acc, n_mated, nonmated_best.size, target
-    )
+    return _best_at_rate(thresholds, hit_acc, false_acc, n_mated, nonmated_best.size, target)

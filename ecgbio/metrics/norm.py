@@ -147,9 +147,7 @@ def asnorm(
 def _embeddings(values: ArrayLike, name: str, dim: int | None = None) -> np.ndarray:
     emb = _matrix(values, f"{name} embeddings")
     if dim is not None and emb.shape[1] != dim:
-        raise ConfigError(
-            f"{name} embeddings have dimension {emb.shape[1]}, the cohort's is {dim}"
-        )
+        raise ConfigError(f"{name} embeddings have dimension {emb.shape[1]}, the cohort's is {dim}")
     norms = np.linalg.norm(emb, axis=1)
     off = np.flatnonzero(np.abs(norms - 1.0) > _UNIT_TOL)
     if off.size:

@@ -73,8 +73,9 @@ class PeakMatch:
             if int(value) != value or value < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
         tp, fp, fn = int(tp), int(fp), int(fn)
-        return cls(tp, fp, fn, _ratio(tp, tp + fn), _ratio(tp, tp + fp),
-                   _ratio(2 * tp, 2 * tp + fp + fn))
+        return cls(
+            tp, fp, fn, _ratio(tp, tp + fn), _ratio(tp, tp + fp), _ratio(2 * tp, 2 * tp + fp + fn)
+        )
 
     def __add__(self, other: PeakMatch) -> PeakMatch:
         """Pool two comparisons (gross statistics): counts add, rates are recomputed."""
@@ -95,15 +96,12 @@ class PeakMatch:
 
 
 def match_peaks(detected: np.ndarray, reference: np.ndarray, tolerance: float) -> PeakMatch:
-    """Pair detections with reference beats one-to-one within ``+-tolerance`` samples.
+    """Pair detections with reference beats one-to-one within ``+-tolerance`` samples and count.
 
-    The pairing is a maximum matching: no other one-to-one pairing gives more true positives. This
-    matters with close duplicates: a detector that marks one beat twice must get one TP and one FP,
-    never two TPs, and a stray detection between two beats must not steal the partner of a beat
-    that has no other candidate. Because every reference beat's window has the same width, the
-    classic greedy is optimal here: take reference beats in time order and give each the earliest
-    still-unused detection inside its window (a detection left of the window can serve no later
-    beat). It runs in O(n log n) for sorting plus one linear pass.
+    The pairing is a maximum matching (see :func:`pair_peaks`): no other one-to-one pairing gives
+    more true positives. This matters with close duplicates: a detector that marks one beat twice
+    gets one TP and one FP, never two TPs, and a stray detection between two beats cannot steal
+    the partner of a beat that has no other candidate.
 
     Args:
         detected: 1-D sample indices of detected peaks (any order; duplicates count separately).
@@ -118,23 +116,47 @@ def match_peaks(detected: np.ndarray, reference: np.ndarray, tolerance: float) -
         ConfigError: an input that is not 1-D, numeric and finite, or a tolerance that is
             negative or not finite.
     """
+    det_idx, _ = pair_peaks(detected, reference, tolerance)
+    tp = int(det_idx.size)
+    return PeakMatch.from_counts(tp, np.size(detected) - tp, np.size(reference) - tp)
+
+
+def pair_peaks(
+    detected: np.ndarray, reference: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs behind :func:`match_peaks`: indices into ``detected`` and ``reference``.
+
+    Use it to measure *where* a detector marks the beat (``detected[i] - reference[j]`` over the
+    pairs): a constant lag passes a 150 ms window yet misaligns every beat window cut around it.
+
+    Algorithm: because every reference beat's window has the same width, the classic greedy is a
+    maximum matching: take reference beats in time order and give each the earliest still-unused
+    detection inside its window (a detection left of the window can serve no later beat). This is
+    O(n log n) for sorting plus one linear pass. It maximises the number of pairs, not closeness,
+    so with a duplicate inside one window the earlier mark is the one paired.
+
+    Returns:
+        ``(det_idx, ref_idx)``: int64 arrays of equal length, in reference time order.
+    """
     det = _as_positions(detected, "detected")
     ref = _as_positions(reference, "reference")
     tol = float(tolerance)
     if not math.isfinite(tol) or tol < 0:
         raise ConfigError(f"tolerance must be a finite number >= 0 samples, got {tolerance!r}")
-    tp = 0
-    if det.size and ref.size:
-        det.sort()
-        ref.sort()
-        j = 0
-        for r in ref:
-            # skip detections left of this beat's window: they can serve no later beat either
-            j = max(j, int(np.searchsorted(det, r - tol, side="left")))
-            if j < det.size and det[j] <= r + tol:
-                tp += 1
-                j += 1
-    return PeakMatch.from_counts(tp, det.size - tp, ref.size - tp)
+    det_order = np.argsort(det, kind="stable")
+    ref_order = np.argsort(ref, kind="stable")
+    det_sorted = det[det_order]
+    lows = np.searchsorted(det_sorted, ref[ref_order] - tol, side="left")
+    pairs_d: list[int] = []
+    pairs_r: list[int] = []
+    j = 0
+    for k, r_pos in enumerate(ref_order):
+        j = max(j, int(lows[k]))  # detections left of this window can serve no later beat either
+        if j < det_sorted.size and det_sorted[j] <= ref[r_pos] + tol:
+            pairs_d.append(int(det_order[j]))
+            pairs_r.append(int(r_pos))
+            j += 1
+    return np.asarray(pairs_d, dtype=np.int64), np.asarray(pairs_r, dtype=np.int64)
 
 
 def sum_matches(matches: Iterable[PeakMatch]) -> PeakMatch:
@@ -175,12 +197,13 @@ def reference_beats(annotation: object, symbols: Iterable[str] = BEAT_SYMBOLS) -
 
 
 def _as_positions(values: np.ndarray, name: str) -> np.ndarray:
-    """A float64 copy of a 1-D, finite array of positions (samples), so sorting leaves the input."""
+    """A float64 copy of a 1-D, finite array of positions (samples)."""
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ConfigError(f"{name} must be a 1-D array of sample indices, got shape {arr.shape}")
-    if arr.size and not (np.issubdtype(arr.dtype, np.integer)
-                         or np.issubdtype(arr.dtype, np.floating)):
+    if arr.size and not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
         raise ConfigError(f"{name} must hold numbers, got dtype {arr.dtype}")
     out = arr.astype(np.float64, copy=True)
     if not np.isfinite(out).all():

@@ -152,9 +152,7 @@ def split_scores(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.
 # ------------------------------------------------------------------------------ ROC and AUC
 
 
-def _accept_counts(
-    pos: np.ndarray, neg: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _accept_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thresholds (+inf, then distinct scores decreasing) and how many pos/neg scores each accepts."""
     thresholds = np.concatenate(([np.inf], np.unique(np.concatenate((pos, neg)))[::-1]))
     pos_accepted = pos.size - np.searchsorted(np.sort(pos), thresholds, side="left")
@@ -299,9 +297,7 @@ def _best_at_rate(
     return float(pos_acc[j] / n_pos), float(thresholds[j])
 
 
-def tar_at_far(
-    genuine: ArrayLike, impostor: ArrayLike, far_target: float
-) -> tuple[float, float]:
+def tar_at_far(genuine: ArrayLike, impostor: ArrayLike, far_target: float) -> tuple[float, float]:
     """The highest TAR whose FAR does not exceed ``far_target``, and its threshold.
 
     Conservative: only exact operating points are considered, so the FAR actually achieved at
@@ -482,9 +478,9 @@ def eer_ci(
         if np.all(valid):
             out = _eer_crossing(gen_acc, imp_acc, n_gen, n_imp)[0]
         elif np.any(valid):
-            out[valid] = _eer_crossing(
-                gen_acc[valid], imp_acc[valid], n_gen[valid], n_imp[valid]
-            )[0]
+            out[valid] = _eer_crossing(gen_acc[valid], imp_acc[valid], n_gen[valid], n_imp[valid])[
+                0
+            ]
         eers[start : start + rows] = out
     kept = eers[~np.isnan(eers)]
     if kept.size == 0:

@@ -58,6 +58,9 @@ from scipy.signal import resample_poly
 
 from ecgbio.io import atomic_write_text
 
+#: A file in every synthetic cohort's root, so that recipes never report synthetic figures as real.
+SYNTHETIC_MARKER = "SYNTHETIC"
+
 #: Lead names exactly as in PTB-XL headers.
 PTBXL_LEADS: tuple[str, ...] = (
     "I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6",
@@ -452,5 +455,9 @@ def write_synthetic_cohort(
     names = [f"records{LOW_RATE}/{e.stem}_lr" for e in entries]
     names += [f"records{rate}/{e.stem}_hr" for e in entries]
     atomic_write_text(root / "RECORDS", "".join(f"{name}\n" for name in names))
+    atomic_write_text(
+        root / SYNTHETIC_MARKER,
+        "synthetic ECG written by ecgbio for tests and the demo: never evidence of accuracy\n",
+    )
     atomic_write_text(root / "ptbxl_database.csv", _csv_text(entries, counts, _rng(seed, 3), rate))
     return root

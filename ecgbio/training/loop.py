@@ -61,6 +61,7 @@ class TrainResult:
     val: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
     train_last: dict[str, Any] = field(default_factory=dict)
+    train_best: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     beats_per_s: float = 0.0
@@ -204,6 +205,7 @@ def train(
     if ctx.is_main:
         load_weights(out / WEIGHTS_FILE, model)
         model.eval()
+        result.train_best = _history_row(history_path, result.best_epoch)
         result.val = _validate(model, store, split.val)
         result.test = _test(model, store, split)
         result.wall_s = round(time.perf_counter() - start, 2)
@@ -260,7 +262,11 @@ def _train_epoch(
         batch_size=batch_size,
         length_before_new_iter=steps * batch_size,
     )
-    batches = list(BatchSampler(sampler, batch_size, drop_last=True))[ctx.rank :: ctx.world_size]
+    batches = list(BatchSampler(sampler, batch_size, drop_last=True))
+    if ctx.enabled:  # every rank must take the same number of steps (each one all-reduces)
+        batches = (batches * ctx.world_size)[: max(1, len(batches) // ctx.world_size)
+                                             * ctx.world_size]
+        batches = batches[ctx.rank :: ctx.world_size]
     net.train()
     sums = {"loss": 0.0, "softmax": 0.0, "metric": 0.0, "correct": 0, "n": 0}
     bar = tqdm(
@@ -414,6 +420,17 @@ def _append_history(path: Path, row: dict[str, Any]) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _history_row(path: Path, epoch: int) -> dict[str, Any]:
+    """The history row of ``epoch`` (numbers as floats), e.g. the selected epoch's figures."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if int(row["epoch"]) == epoch:
+                return {k: float(v) if k != "epoch" else int(v) for k, v in row.items() if v}
+    return {}
 
 
 def _truncate_history(path: Path, epochs: int) -> None:

@@ -1,4 +1,8 @@
-"""What every benchmark prints beside its figures: the machine, the code and the command."""
+"""Provenance for results files: the command, the machine, the code version and the time.
+
+Every figure ecgbio writes to ``experiments/results`` or ``benchmarks/results`` carries this, so a
+number can always be traced to the command and hardware that produced it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+#: The real public records beside the project (see ../shared/data/README.md); absent on most machines.
 SHARED_DATA = Path(os.environ.get("ECGBIO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -41,8 +46,17 @@ def provenance() -> dict[str, Any]:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("ecgbio", "torch", "numpy", "neurokit2", "wfdb", "pytorch-metric-learning"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
     return {
         "command": command_line(),
+        "versions": versions,
         "hardware": {
             "cpu": cpu,
             "cores": os.cpu_count(),
