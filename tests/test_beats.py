@@ -28,7 +28,9 @@ def test_seed_window_is_expressible():
 
 
 def test_windows_are_centred_on_the_r_wave(record_factory):
-    config = BeatConfig(rate=500, before_s=0.2, after_s=0.4)
+    # neurokit2's "simple" synthetic ECG throws rodrigues2021 (the default, best on real MIT-BIH
+    # records) 80-120 ms off the apex; this test is about windowing, so it uses neurokit's detector
+    config = BeatConfig(rate=500, before_s=0.2, after_s=0.4, peak_method="neurokit")
     beats = beats_from_file(record_factory("c", seconds=10, heart_rate=60), config)
     assert beats.waves.shape[1:] == (1, 300)
     assert 7 <= len(beats) <= 10

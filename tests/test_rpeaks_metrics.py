@@ -144,6 +144,7 @@ def _record_100() -> Path:
     pytest.skip("MIT-BIH record 100 not found under ../shared/data (mitdb/ or wfdb-samples/)")
 
 
+@pytest.mark.realdata
 def test_default_detector_on_mitdb_record_100() -> None:
     """The shipped default detector finds >= 99.5 % of the 2,273 beats at the tight 50 ms window."""
     wfdb = pytest.importorskip("wfdb")

@@ -129,8 +129,9 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
     )
-    total_steps = steps * train_config.epochs
-    warmup = max(1, steps * train_config.warmup_epochs)
+    rank_steps = max(1, steps // ctx.world_size)  # optimiser steps per epoch on each process
+    total_steps = rank_steps * train_config.epochs
+    warmup = max(1, rank_steps * train_config.warmup_epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: (
