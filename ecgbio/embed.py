@@ -8,6 +8,8 @@ unit vectors cancels beat-to-beat noise while keeping what all beats of the pers
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -75,3 +77,64 @@ def record_templates(
     np.add.at(sums, group, embeddings)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return ids, (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Embedder:
+    """A trained run as a function: WFDB record -> beat embeddings -> record template.
+
+    It cuts beats with the run's own :class:`~ecgbio.config.BeatConfig` (leads, rate, window,
+    detector, normalisation), so a probe is always processed exactly like the training beats.
+    ``fingerprint`` (sha256 of the weights) ties galleries to the model that made their templates.
+    """
+
+    def __init__(self, run_dir: str | Path, threads: int = 0) -> None:
+        from ecgbio.runs import load_run
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.run = load_run(run_dir)
+        self.beat_config = self.run.beat
+        self.fingerprint = self.run.fingerprint
+        self.dim = self.run.model_config.embedding_dim
+
+    def embed_waves(self, waves: np.ndarray) -> np.ndarray:
+        """(n, leads, samples) beats -> (n, d) unit vectors."""
+        return embed_waves(self.run.backbone, waves)
+
+    def embed_record(self, path: str | Path, max_beats: int = 0) -> RecordEmbedding:
+        """Read, cut and embed one record; ``max_beats`` keeps the first k usable beats."""
+        from ecgbio.beats import beats_from_file
+
+        beats = beats_from_file(path, self.beat_config)
+        waves = beats.waves[:max_beats] if max_beats else beats.waves
+        emb = self.embed_waves(waves)
+        _, template = record_templates(emb, np.zeros(len(emb), dtype=np.int64))
+        return RecordEmbedding(
+            path=str(path),
+            beats=emb,
+            template=template[0],
+            quality=beats.quality[: len(emb)],
+            detected=beats.detected,
+        )
+
+
+@dataclass
+class RecordEmbedding:
+    """One record's beat embeddings and its template (mean of unit beat embeddings, renormalised)."""
+
+    path: str
+    beats: np.ndarray
+    template: np.ndarray
+    quality: np.ndarray
+    detected: int
+
+    @property
+    def n_beats(self) -> int:
+        return int(len(self.beats))
+
+    def consistency(self) -> float:
+        """Median cosine between the record's beats: low when beats disagree (noise, artefacts)."""
+        if self.n_beats < 2:
+            return 1.0
+        sims = self.beats @ self.beats.T
+        return float(np.median(sims[np.triu_indices(self.n_beats, 1)]))

@@ -22,7 +22,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ecgbio.embed import embed_rows, record_templates
 from ecgbio.metrics.identification import cmc
-from ecgbio.metrics.verification import auc, eer, tar_at_far
+from ecgbio.metrics.verification import auc, eer, far_frr, tar_at_far, threshold_at_far
 from ecgbio.models import IdentityModel
 from ecgbio.protocols import ClassifySet, MatchSet
 from ecgbio.store import BeatStore
@@ -94,6 +94,48 @@ def evaluate_match(
         out["softmax"] = _softmax_closed_set(
             model, store, mset.probe, p_records, person_of, list(classes), batch_size
         )
+    return out
+
+
+def validation_thresholds(
+    model: IdentityModel, store: BeatStore, mset: MatchSet, batch_size: int = 1024
+) -> dict[str, Any]:
+    """Verification thresholds on validation persons: the EER point and FAR 1 % / 0.1 %.
+
+    Record templates against record templates, as a gallery will compare them; saved with the
+    model (``thresholds.json``) as its default operating points.
+    """
+    index = store.index
+    person_of = dict(zip(index["record"], index["person"], strict=True))
+    g_ids, g_t = record_templates(
+        embed_rows(model.backbone, store, mset.gallery, batch_size),
+        index["record"].to_numpy()[mset.gallery],
+    )
+    p_ids, p_t = record_templates(
+        embed_rows(model.backbone, store, mset.probe, batch_size),
+        index["record"].to_numpy()[mset.probe],
+    )
+    scores = p_t @ g_t.T
+    same = (
+        np.array([person_of[r] for r in p_ids])[:, None]
+        == np.array([person_of[r] for r in g_ids])[None, :]
+    )
+    genuine, impostor = scores[same], scores[~same]
+    point = eer(genuine, impostor)
+    out: dict[str, Any] = {
+        "eer": {
+            "threshold": float(point.threshold),
+            "far": float(point.eer),
+            "frr": float(point.eer),
+        },
+        "genuine_scores": int(genuine.size),
+        "impostor_scores": int(impostor.size),
+        "source": "validation persons of the training protocol",
+    }
+    for target in FAR_TARGETS:
+        threshold = float(threshold_at_far(genuine, impostor, target))
+        far, frr = far_frr(genuine, impostor, threshold)
+        out[f"far={target:g}"] = {"threshold": threshold, "far": float(far), "frr": float(frr)}
     return out
 
 

@@ -8,6 +8,8 @@ Layout::
       model.safetensors    the selected (best on validation) weights: backbone + both heads
       history.csv          one row per epoch: losses, accuracies, validation metrics, lr, time
       metrics.json         test figures of the selected model
+      thresholds.json      verification operating points (EER, FAR 1 %, 0.1 %) on validation
+                           persons, when the protocol validates on persons (unseen)
       checkpoint/          last epoch's weights, optimiser state (torch.save, read back with
                            weights_only=True) and loop state, for --resume
 
@@ -38,6 +40,7 @@ CLASSES_FILE = "classes.json"
 WEIGHTS_FILE = "model.safetensors"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+THRESHOLDS_FILE = "thresholds.json"
 CHECKPOINT_DIR = "checkpoint"
 
 

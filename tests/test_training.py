@@ -148,6 +148,9 @@ def test_unseen_training_and_enrol_probe_evaluation(store, tmp_path):
         echo=None,
     )
     assert result.test["persons"] == 8 and result.test["probes"] == 12
+    thresholds = json.loads((tmp_path / "u/thresholds.json").read_text())
+    assert set(thresholds) >= {"eer", "far=0.01", "far=0.001"}
+    assert thresholds["far=0.001"]["far"] <= 0.001 and -1 <= thresholds["eer"]["threshold"] <= 1
     figures = evaluate_run(
         tmp_path / "u", store, "enrol-probe", enrol_beats=3, out=tmp_path / "eval"
     )

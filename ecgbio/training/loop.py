@@ -24,7 +24,12 @@ from torch.utils.data import BatchSampler
 
 from ecgbio.config import ModelConfig, TrainConfig, save_json, to_dict
 from ecgbio.errors import ConfigError
-from ecgbio.evaluate import ENROL_BEATS, evaluate_classify, evaluate_match
+from ecgbio.evaluate import (
+    ENROL_BEATS,
+    evaluate_classify,
+    evaluate_match,
+    validation_thresholds,
+)
 from ecgbio.io import atomic_open
 from ecgbio.models import IdentityModel
 from ecgbio.protocols import ClassifySet, MatchSet, Split, make_split
@@ -33,6 +38,7 @@ from ecgbio.runs import (
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    THRESHOLDS_FILE,
     WEIGHTS_FILE,
     RunError,
     load_torch_state,
@@ -44,7 +50,13 @@ from ecgbio.runs import (
 )
 from ecgbio.store import BeatStore
 from ecgbio.training.augment import augment_beats
-from ecgbio.training.distributed import DistContext, barrier, broadcast_flag, init_distributed
+from ecgbio.training.distributed import (
+    DistContext,
+    barrier,
+    broadcast_flag,
+    init_distributed,
+    shutdown,
+)
 
 Echo = Callable[[str], None]
 
@@ -94,6 +106,11 @@ def train(
     out = Path(out)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
+    if train_config.bf16 and not _native_bf16():
+        say(
+            "warning: this CPU has no native bfloat16; bf16 autocast is much slower here "
+            "(benchmarks/train_throughput.py)"
+        )
     split = split or make_split(
         store,
         train_config.protocol,
@@ -116,8 +133,9 @@ def train(
         "store_created": store.manifest.get("created"),
         "leads": list(store.leads),
     }
+    _check_run_dir(out, resume, overwrite, model_config, train_config)  # every rank: same error
     if ctx.is_main:
-        _prepare_run_dir(out, resume, overwrite, model_config, train_config)
+        _prepare_run_dir(out, resume)
         if not resume:
             write_run_config(
                 out, store.config, model_config, train_config, in_leads, split.classes, extra
@@ -142,7 +160,7 @@ def train(
     )
     state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0}
     if resume:
-        state = _load_checkpoint(out, model, optimizer, scheduler)
+        state = _load_checkpoint(out, model, optimizer, scheduler, truncate=ctx.is_main)
         say(f"resuming {out} after epoch {state['epoch']}")
     net: torch.nn.Module = model
     if ctx.enabled:
@@ -209,8 +227,10 @@ def train(
         result.train_best = _history_row(history_path, result.best_epoch)
         result.val = _validate(model, store, split.val)
         result.test = _test(model, store, split)
+        if isinstance(split.val, MatchSet) and len(split.val.probe):
+            save_json(out / THRESHOLDS_FILE, validation_thresholds(model, store, split.val))
         result.wall_s = round(time.perf_counter() - start, 2)
-        result.beats_per_s = round(beats_seen / max(train_time, 1e-9), 1)
+        result.beats_per_s = round(beats_seen * ctx.world_size / max(train_time, 1e-9), 1)
         save_json(
             out / METRICS_FILE,
             {
@@ -219,7 +239,16 @@ def train(
                 "model_config": to_dict(model_config),
             },
         )
+    barrier(ctx)
+    shutdown(ctx)
     return result
+
+
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 # --- one epoch -----------------------------------------------------------------------------------
@@ -265,8 +294,9 @@ def _train_epoch(
     )
     batches = list(BatchSampler(sampler, batch_size, drop_last=True))
     if ctx.enabled:  # every rank must take the same number of steps (each one all-reduces)
-        batches = (batches * ctx.world_size)[: max(1, len(batches) // ctx.world_size)
-                                             * ctx.world_size]
+        batches = (batches * ctx.world_size)[
+            : max(1, len(batches) // ctx.world_size) * ctx.world_size
+        ]
         batches = batches[ctx.rank :: ctx.world_size]
     net.train()
     sums = {"loss": 0.0, "softmax": 0.0, "metric": 0.0, "correct": 0, "n": 0}
@@ -348,9 +378,10 @@ def _test(model: IdentityModel, store: BeatStore, split: Split) -> dict[str, Any
 
 
 # --- run directory, checkpoints ------------------------------------------------------------------
-def _prepare_run_dir(
+def _check_run_dir(
     out: Path, resume: bool, overwrite: bool, model_config: ModelConfig, train_config: TrainConfig
 ) -> None:
+    """Refuse to clobber a run or to resume with other options (read-only: runs on every rank)."""
     if resume:
         config = read_run_config(out)
         if config.get("model") != to_dict(model_config) or config.get("train") != to_dict(
@@ -371,6 +402,12 @@ def _prepare_run_dir(
         )
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
         raise RunError("directory is not empty and is not an ecgbio run; choose another --out", out)
+
+
+def _prepare_run_dir(out: Path, resume: bool) -> None:
+    """Start a fresh run directory (an overwritable one is emptied of its run files)."""
+    if resume:
+        return
     out.mkdir(parents=True, exist_ok=True)
     for name in (HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE):
         (out / name).unlink(missing_ok=True)
@@ -398,7 +435,11 @@ def _save_checkpoint(
 
 
 def _load_checkpoint(
-    out: Path, model: IdentityModel, optimizer: torch.optim.Optimizer, scheduler: Any
+    out: Path,
+    model: IdentityModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    truncate: bool = True,
 ) -> dict[str, Any]:
     ckpt = out / CHECKPOINT_DIR
     state = json.loads((ckpt / "state.json").read_text())
@@ -406,7 +447,8 @@ def _load_checkpoint(
     saved = load_torch_state(ckpt / "optimizer.pt")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    _truncate_history(out / HISTORY_FILE, int(state["epoch"]))
+    if truncate:  # rank 0 only under DDP
+        _truncate_history(out / HISTORY_FILE, int(state["epoch"]))
     return state
 
 

@@ -1,0 +1,106 @@
+"""README tables rendered from experiments/results/*.json, so the README never drifts from them.
+
+    python -m experiments.readme_tables          # print the tables
+    python -m experiments.readme_tables --write  # replace the blocks between the README's markers
+
+A test (tests/test_readme_tables.py) fails when the README's blocks differ from the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ecgbio.provenance import REPO
+
+RESULTS = REPO / "experiments" / "results"
+README = REPO / "README.md"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def rpeaks_table() -> str:
+    data = _load("rpeaks-mitdb")
+    if data is None:
+        return "_no results yet: run `python experiments/rpeaks_mitdb.py`_"
+    rows = ["| detector | Se 150 ms | +P 150 ms | Se 50 ms | +P 50 ms | s / 30-min record |",
+            "|---|---|---|---|---|---|"]
+    totals = data["totals"]
+    ranked = sorted(totals.items(), key=lambda kv: -(kv[1]["refined"]["50ms"]["f1"] or 0))
+    for name, t in ranked:
+        if t.get("failures") and len(t["failures"]) == t["records"]:
+            continue
+        r = t["refined"]
+        rows.append(f"| {name} | {_pct(r['150ms']['sensitivity'])} | {_pct(r['150ms']['ppv'])} | "
+                    f"{_pct(r['50ms']['sensitivity'])} | {_pct(r['50ms']['ppv'])} | "
+                    f"{t['s_per_record']:.2f} |")
+    beats = next(iter(totals.values()))["reference_beats"]
+    rows.append("")
+    rows.append(f"All 48 records, channel 0, {beats:,} reference beats, after ecgbio's peak "
+                f"refinement; command: `{data['command']}` ({data['hardware']['cpu']}, "
+                f"{data['hardware']['cores']} cores, {data['wall_time_s']:.0f} s).")
+    return "\n".join(rows)
+
+
+def protocols_table() -> str:
+    rows = ["| protocol | data | persons / classes | figures | command |", "|---|---|---|---|---|"]
+    found = False
+    for path in sorted(RESULTS.glob("ptbxl-*.json")):
+        d = json.loads(path.read_text())
+        found = True
+        if d["protocol"] == "seed":
+            figs = (f"test acc **{d['test_accuracy']:.3f}** (loss {d['test_loss']:.3f}), "
+                    f"train acc {d['accuracy']:.3f} (loss {d['loss']:.3f}), val acc "
+                    f"{d['val_accuracy']:.3f} (loss {d['val_loss']:.3f}), {d['epochs']} epochs")
+            who = f"{d['classes']} classes (records)"
+        elif d["protocol"] == "cross-session":
+            figs = (f"record rank-1 **{d['rank1']:.3f}**, rank-5 {d['rank5']:.3f}, beat rank-1 "
+                    f"{d['beat_rank1']:.3f}")
+            who = f"{d['persons']} persons, {d['probes']} probes"
+        else:
+            figs = (f"rank-1 **{d['rank1']:.3f}**, rank-5 {d['rank5']:.3f}, EER {d['eer']:.3f}, "
+                    f"AUC {d['auc']:.3f}, TAR@FAR1% {d['tar@far=0.01']:.3f}, "
+                    f"TAR@FAR0.1% {d['tar@far=0.001']:.3f}")
+            who = f"{d['persons']} persons, {d['probes']} probes"
+        rate = d["beat_config"]["rate"]
+        leads = ",".join(d["beat_config"]["leads"])
+        rows.append(f"| {d['protocol']} | PTB-XL subset, {leads}, {rate} Hz | {who} | {figs} | "
+                    f"`{d['command']}` |")
+    return "\n".join(rows) if found else "_no results yet_"
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"rpeaks": rpeaks_table, "protocols": protocols_table}
+
+
+def render_readme(text: str) -> str:
+    """``text`` with every ``<!-- results:NAME -->`` block regenerated."""
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="update README.md in place")
+    args = parser.parse_args()
+    if args.write:
+        README.write_text(render_readme(README.read_text()))
+        print(f"updated {README}")
+    else:
+        for name, make in BLOCKS.items():
+            print(f"## {name}\n{make()}\n")
+
+
+if __name__ == "__main__":
+    main()
