@@ -65,6 +65,26 @@ def cached_store(
         return BeatStore.open(out)
 
 
+def ptbxl_store(args: argparse.Namespace, beat: BeatConfig, name: str = "") -> BeatStore:
+    """The PTB-XL store at ``args.root`` cut with ``beat``, prepared once under ``args.work``."""
+    from ecgbio.sources.ptbxl import ptbxl_records
+
+    return cached_store(
+        lambda: ptbxl_records(args.root, rate=args.rate),
+        args.work / f"ptbxl-{name or leads_tag(args)}",
+        beat,
+        args.workers,
+        not args.quiet,
+        {"kind": "ptbxl", "root": str(args.root)},
+    )
+
+
+def leads_tag(args: argparse.Namespace) -> str:
+    """``100hz-I``, ``100hz-12lead``: names stores, runs and results files."""
+    leads = getattr(args, "leads", "I")
+    return f"{args.rate}hz-{'12lead' if leads == 'all' else leads.replace(',', '')}"
+
+
 def write_results(
     path: Path, payload: dict[str, Any], started: float, data: str, beat: BeatConfig
 ) -> None:

@@ -13,9 +13,14 @@ import time
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig
 from ecgbio.provenance import SHARED_DATA
-from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.training import train
-from experiments._common import base_parser, cached_store, default_results, write_results
+from experiments._common import (
+    base_parser,
+    default_results,
+    leads_tag,
+    ptbxl_store,
+    write_results,
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -24,15 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     beat = BeatConfig(leads=tuple(args.leads.split(",")), rate=args.rate)
-    tag = f"{args.rate}hz-{'12lead' if args.leads == 'all' else args.leads.replace(',', '')}"
-    store = cached_store(
-        lambda: ptbxl_records(args.root, rate=args.rate),
-        args.work / f"ptbxl-{tag}",
-        beat,
-        args.workers,
-        not args.quiet,
-        {"kind": "ptbxl", "root": str(args.root)},
-    )
+    tag = leads_tag(args)
+    store = ptbxl_store(args, beat)
     model = ModelConfig(widths=(32, 64, 128, 128), blocks=(1, 1, 1, 1), embedding_dim=128)
     config = TrainConfig(
         protocol="cross-session",

@@ -14,9 +14,8 @@ import time
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig
 from ecgbio.provenance import SHARED_DATA
-from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.training import train
-from experiments._common import base_parser, cached_store, default_results, write_results
+from experiments._common import base_parser, default_results, ptbxl_store, write_results
 
 SEED_TEST_ACCURACY = 0.752  # the notebook's figure: 827 classes, PTB-XL at 500 Hz, 100 epochs
 
@@ -41,14 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     beat = seed_beat_config(args.rate)
-    store = cached_store(
-        lambda: ptbxl_records(args.root, rate=args.rate),
-        args.work / f"ptbxl-seed-{args.rate}",
-        beat,
-        args.workers,
-        not args.quiet,
-        {"kind": "ptbxl", "root": str(args.root)},
-    )
+    store = ptbxl_store(args, beat, name=f"seed-{args.rate}")
     model = ModelConfig(
         widths=(32, 64, 128), blocks=(1, 1, 1), embedding_dim=128, dropout=0.2, input_norm="none"
     )
