@@ -161,15 +161,38 @@ def test_download_unreachable_is_a_clear_error(tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = run("demo", "--out", tmp_path / "demo", "--persons", "10", "--enrolled", "3",
-                 "--epochs", "1", "--json")
+    result = run(
+        "demo",
+        "--out",
+        tmp_path / "demo",
+        "--persons",
+        "10",
+        "--enrolled",
+        "3",
+        "--epochs",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["prepare"]["persons"] == 10 and data["prepare"]["beats"] > 0
     assert data["identification"]["persons"] == 3 and data["identification"]["probes"] == 6
     # a second run replaces the demo's own directory
-    assert run("demo", "--out", tmp_path / "demo", "--persons", "10", "--enrolled", "3",
-               "--epochs", "1", "--json").exit_code == 0
+    assert (
+        run(
+            "demo",
+            "--out",
+            tmp_path / "demo",
+            "--persons",
+            "10",
+            "--enrolled",
+            "3",
+            "--epochs",
+            "1",
+            "--json",
+        ).exit_code
+        == 0
+    )
 
 
 def test_demo_refuses_a_foreign_directory(tmp_path):
@@ -200,3 +223,48 @@ def test_prepare_real_ptbxl_subset_slice(tmp_path):
     specs = ptbxl_records(root, rate=100)[:40]
     summary = prepare_store(specs, tmp_path / "real", BeatConfig(rate=100), progress=False)
     assert summary.records_read >= 38 and summary.beats > 300
+
+
+def _bad_record(kind: str, directory: Path) -> Path:
+    import numpy as np
+
+    from tests.conftest import simulate_ecg, write_wfdb
+
+    if kind == "unparsable header":
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "bad.hea").write_text("not a header\n")
+        return directory / "bad.hea"
+    if kind == "flat":
+        return write_wfdb(directory, "bad", np.full((3000, 1), 0.2), 500)
+    if kind == "absurd rate":
+        return write_wfdb(directory, "bad", simulate_ecg(4, 500), 20_000_000)
+    if kind == "too short":
+        return write_wfdb(directory, "bad", simulate_ecg(1, 500), 500)
+    if kind == "too few beats":
+        return write_wfdb(
+            directory, "bad", np.random.default_rng(0).normal(0, 0.05, (5000, 1)), 500
+        )
+    path = write_wfdb(directory, "bad", simulate_ecg(4, 500), 500)
+    dat = Path(str(path) + ".dat")
+    if kind == "missing dat":
+        dat.unlink()
+    else:  # truncated dat
+        dat.write_bytes(dat.read_bytes()[:777])
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("unparsable header", "unreadable WFDB header"),
+        ("missing dat", "signal file bad.dat is missing"),
+        ("truncated dat", "signal file is truncated or corrupt"),
+        ("flat", "signal is constant (flat) throughout"),
+        ("absurd rate", "is outside 50-20000 Hz"),
+        ("too short", "long after cropping; need >= 2 s"),
+        ("too few beats", "usable beats (need 3;"),
+    ],
+)
+def test_every_bad_record_is_a_one_line_error_with_exit_code_2(tmp_path, kind, message):
+    path = _bad_record(kind, tmp_path / kind.replace(" ", "_"))
+    assert_one_line_error(run("beats", path), "bad.hea", message)
