@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.config import BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
 
@@ -516,6 +517,9 @@ def _median(values: Any) -> float:
     import numpy as np
 
     return float(np.median(values)) if len(values) else float("nan")
+
+
+register_gallery_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,335 @@
+"""``ecgbio enroll / identify / verify / gallery ...``: a thin typer layer over :class:`Gallery`.
+
+Mounted by ``ecgbio/cli.py`` at its end::
+
+    from ecgbio.cli_gallery import register
+    register(app)
+
+This module does not import :mod:`ecgbio.cli` when it is imported (``cli.py`` imports this module
+while it is itself still being imported); the shared ``handle_errors`` and ``emit`` are looked up
+when a command runs, so either module can be imported first.
+
+Exit codes: 0 success (``verify``: accepted; ``identify``: someone recognised), 1 a negative answer
+(``verify``: rejected; ``identify``: unknown), 2 an error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE
+from ecgbio.gallery.quality import QualityGate
+from ecgbio.gallery.thresholds import DEFAULT_FAR, DEFAULT_MARGIN
+
+if TYPE_CHECKING:
+    from ecgbio.gallery import Gallery
+
+EXIT_NO = 1  # verify rejected / identify unknown
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ModelDir = Annotated[
+    Path, typer.Option("--model", help="Run directory of the trained model (from `ecgbio train`).")
+]
+GalleryOpt = Annotated[Path, typer.Option("--gallery", help="Gallery directory.")]
+GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+MaxBeats = Annotated[
+    int, typer.Option("--max-beats", help="Use only the first K usable beats of a record (0: all).")
+]
+Far = Annotated[
+    str,
+    typer.Option(
+        "--far",
+        help="Operating point: the false-accept rate the threshold is set for (e.g. 0.01, "
+        "0.001) or 'eer'; from the gallery's calibration, else the model's thresholds.json.",
+    ),
+]
+Threshold = Annotated[
+    float | None,
+    typer.Option("--threshold", help="Use this cosine threshold instead (overrides --far)."),
+]
+
+
+def handle_errors(func: F) -> F:
+    """``ecgbio.cli.handle_errors``, resolved when the command runs (no import cycle)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ecgbio.cli import handle_errors as shared
+
+        return shared(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: dict[str, Any], as_json: bool, lines: list[str] | None = None) -> None:
+    from ecgbio.cli import emit as shared
+
+    shared(data, as_json, lines)
+
+
+def _open(gallery: Path, model: Path | None = None) -> Gallery:
+    """Open (and so validate) the gallery first, then load the model and check it matches."""
+    from ecgbio.gallery import Gallery
+
+    opened = Gallery.open(gallery)
+    if model is not None:
+        try:
+            opened.attach(_embedder(model))
+        except BaseException:
+            opened.close()
+            raise
+    return opened
+
+
+def _embedder(model: Path) -> Any:
+    from ecgbio.embed import Embedder
+
+    return Embedder(model)
+
+
+# enroll ---------------------------------------------------------------------------------------
+@handle_errors
+def enroll(
+    records: Annotated[list[Path], typer.Argument(help="WFDB records of this person (.hea).")],
+    model: ModelDir,
+    gallery: GalleryOpt,
+    person: Annotated[str, typer.Option("--id", help="The person's id in the gallery.")],
+    max_beats: MaxBeats = 0,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the templates of an enrolled id.")
+    ] = False,
+    append: Annotated[
+        bool, typer.Option("--append", help="Add these records to an enrolled id.")
+    ] = False,
+    min_beats: Annotated[
+        int, typer.Option("--min-beats", help="Refuse a record with fewer usable beats.")
+    ] = QualityGate.min_beats,
+    min_consistency: Annotated[
+        float,
+        typer.Option(
+            "--min-consistency",
+            help="Refuse a record whose beats agree less (median cosine between its beats).",
+        ),
+    ] = QualityGate.min_consistency,
+    index: Annotated[
+        str | None,
+        typer.Option("--index", help="New gallery: auto, flat, hnsw or ivf (default auto)."),
+    ] = None,
+    template_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--template-mode",
+            help="New gallery: 'each' (a template per record, default) or 'mean' (one per person).",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Enrol a person from one or more records (quality-gated; all or nothing)."""
+    from ecgbio.gallery import Gallery, GalleryError, QualityGate, embed_for_enrolment
+
+    if replace and append:
+        raise GalleryError("--replace and --append exclude each other")
+    mode = "replace" if replace else "append" if append else "new"
+    gate = QualityGate(min_beats=min_beats, min_consistency=min_consistency)
+    if (gallery / "gallery.sqlite").is_file():
+        with _open(gallery) as existing:  # a corrupt gallery fails before the model loads
+            for name, asked, actual in (
+                ("--index", index, existing.index_kind),
+                ("--template-mode", template_mode, existing.template_mode),
+            ):
+                if asked is not None and asked != actual:
+                    raise GalleryError(
+                        f"gallery already uses {name} {actual}; change it with "
+                        f"`ecgbio gallery configure {gallery} {name} {asked}`",
+                        gallery,
+                    )
+            if mode == "new":
+                existing.refuse_existing(person)  # before the slow part
+    embedder = _embedder(model)
+    # refusals happen here, before a new gallery is created
+    embeddings = embed_for_enrolment(embedder, person, records, max_beats, gate)
+    opened, created = Gallery.open_or_create(
+        gallery, embedder, index=index or "auto", template_mode=template_mode or "each"
+    )
+    with opened:
+        result = opened.enroll_embeddings(person, embeddings, mode=mode)
+    result.created_gallery = created
+    emit(result.to_dict(), as_json, result.lines())
+
+
+# identify / verify ----------------------------------------------------------------------------
+@handle_errors
+def identify(
+    record: Annotated[Path, typer.Argument(help="WFDB record to identify (.hea).")],
+    model: ModelDir,
+    gallery: GalleryOpt,
+    top_k: Annotated[int, typer.Option("--top-k", help="Candidates to list.")] = 5,
+    far: Far = DEFAULT_FAR,
+    threshold: Threshold = None,
+    margin: Annotated[
+        float,
+        typer.Option("--margin", help="The best person must beat the second-best by this."),
+    ] = DEFAULT_MARGIN,
+    max_beats: MaxBeats = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Who is this? Ranked candidates; 'unknown' unless the best passes the threshold and margin.
+
+    Exit code 0 when someone is recognised, 1 when unknown, 2 on error.
+    """
+    with _open(gallery, model) as opened:
+        result = opened.identify(
+            record, top_k=top_k, far=far, threshold=threshold, margin=margin, max_beats=max_beats
+        )
+    emit(result.to_dict(), as_json, result.lines())
+    if result.unknown:
+        raise typer.Exit(EXIT_NO)
+
+
+@handle_errors
+def verify(
+    record: Annotated[Path, typer.Argument(help="WFDB record of the claimant (.hea).")],
+    model: ModelDir,
+    gallery: GalleryOpt,
+    claim: Annotated[str, typer.Option("--claim", help="The id the claimant says they are.")],
+    far: Far = DEFAULT_FAR,
+    threshold: Threshold = None,
+    max_beats: MaxBeats = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Is this the claimed person? Exit code 0 accept, 1 reject, 2 error."""
+    with _open(gallery, model) as opened:
+        result = opened.verify(claim, record, far=far, threshold=threshold, max_beats=max_beats)
+    emit(result.to_dict(), as_json, result.lines())
+    if not result.accepted:
+        raise typer.Exit(EXIT_NO)
+
+
+# gallery ... ----------------------------------------------------------------------------------
+@handle_errors
+def gallery_list(gallery: GalleryArg, as_json: AsJson = False) -> None:
+    """List the enrolled persons."""
+    with _open(gallery) as opened:
+        persons = opened.persons()
+    data = {"gallery": str(gallery), "persons": [p.__dict__ for p in persons]}
+    lines = [
+        f"{p.name:30s} {p.templates:3d} template(s) {p.beats:5d} beats  updated {p.updated}"
+        for p in persons
+    ]
+    emit(data, as_json, [*lines, f"{len(persons)} person(s)"])
+
+
+@handle_errors
+def gallery_info(
+    gallery: GalleryArg,
+    check: Annotated[
+        bool, typer.Option("--check", help="Also verify the whole file (SQLite quick_check).")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """What a gallery holds, its model, index and thresholds."""
+    import json
+
+    with _open(gallery) as opened:
+        data = opened.info(check=check)
+    lines = [f"{k:26s} {v}" for k, v in data.items() if k not in ("beat_config", "calibration")]
+    lines.append(f"{'beat_config':26s} {json.dumps(data['beat_config'])}")
+    cal = data["calibration"]
+    lines.append(
+        f"{'calibration':26s} "
+        + (
+            "none (thresholds from the model's thresholds.json, or the default)"
+            if not cal
+            else f"EER {cal['eer']:.3f} on {cal['genuine']} genuine / {cal['impostor']} "
+            f"impostor scores, at generation {cal['generation']}: {json.dumps(cal['points'])}"
+        )
+    )
+    emit(data, as_json, lines)
+    if check and data["integrity"] != "ok":
+        from ecgbio.gallery import GalleryError
+
+        raise GalleryError(f"integrity check failed: {data['integrity']}", gallery)
+
+
+@handle_errors
+def gallery_remove(
+    gallery: GalleryArg,
+    person: Annotated[str, typer.Option("--id", help="The person to remove.")],
+    as_json: AsJson = False,
+) -> None:
+    """Remove a person and all their templates (overwritten on disk, not just unlinked)."""
+    with _open(gallery) as opened:
+        removed = opened.remove(person)
+        left = len(opened)
+    data = {"gallery": str(gallery), "removed": person, "templates": removed, "persons_left": left}
+    emit(data, as_json, [f"removed {person} ({removed} template(s)); {left} person(s) left"])
+
+
+@handle_errors
+def gallery_calibrate(
+    gallery: GalleryArg,
+    max_eer: Annotated[
+        float, typer.Option("--max-eer", help="Refuse when the scores overlap more than this EER.")
+    ] = MAX_EER,
+    min_genuine: Annotated[
+        int,
+        typer.Option("--min-genuine", help="Genuine scores needed (persons with >= 2 records)."),
+    ] = MIN_GENUINE,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Drop the gallery's thresholds (use the model's again).")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Set thresholds from the enrolled persons themselves (used before the model's)."""
+    with _open(gallery) as opened:
+        if clear:
+            opened.clear_calibration()
+            emit({"gallery": str(gallery), "calibration": None}, as_json, ["calibration cleared"])
+            return
+        result = opened.calibrate(max_eer=max_eer, min_genuine=min_genuine)
+    lines = [
+        f"calibrated on {result['persons']} persons ({result['persons_multi']} with >= 2 "
+        f"templates): {result['genuine']} genuine, {result['impostor']} impostor scores; "
+        f"EER {result['eer']:.2%}"
+    ] + [f"  {name:10s} threshold {p['threshold']:.4f}" for name, p in result["points"].items()]
+    lines += [
+        f"  far={far:g}: not set ({result['impostor']} impostor scores are too few)"
+        for far in result["skipped_fars"]
+    ]
+    emit({"gallery": str(gallery), **result}, as_json, lines)
+
+
+@handle_errors
+def gallery_configure(
+    gallery: GalleryArg,
+    index: Annotated[str | None, typer.Option("--index", help="auto, flat, hnsw or ivf.")] = None,
+    template_mode: Annotated[
+        str | None, typer.Option("--template-mode", help="each or mean.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Change how the gallery searches; the stored templates are kept as they are."""
+    with _open(gallery) as opened:
+        data = opened.configure(index=index, template_mode=template_mode)
+    emit({"gallery": str(gallery), **data}, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the gallery commands on ``app`` (the ``ecgbio`` typer app)."""
+    app.command("enroll")(enroll)
+    app.command("identify")(identify)
+    app.command("verify")(verify)
+    gallery_app = typer.Typer(help="Inspect and manage galleries.", no_args_is_help=True)
+    gallery_app.command("list")(gallery_list)
+    gallery_app.command("info")(gallery_info)
+    gallery_app.command("remove")(gallery_remove)
+    gallery_app.command("calibrate")(gallery_calibrate)
+    gallery_app.command("configure")(gallery_configure)
+    app.add_typer(gallery_app, name="gallery")

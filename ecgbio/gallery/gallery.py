@@ -1,0 +1,627 @@
+"""The gallery API: enrol, identify, verify, remove, calibrate.
+
+A :class:`Gallery` joins three pieces that each do one job: the SQLite store (the truth, see
+:mod:`ecgbio.gallery.store`), a FAISS index derived from it (:mod:`ecgbio.gallery.searcher`), and
+the model (an :class:`~ecgbio.embed.Embedder`) that turns records into templates with the model's
+own beat cutting. A gallery belongs to the model that made its templates: opening it with a model
+whose weights differ (another sha256 fingerprint) is refused, since scores between two embedding
+spaces mean nothing.
+
+Templates: one per enrolled record (the mean of its beats' unit embeddings, renormalised). In
+``each`` mode (the default) a person's score is the max over their templates, which keeps every
+session's look of the person; ``mean`` mode scores against one renormalised mean per person. Both
+are computed from the same stored per-record vectors, so the mode can be switched at any time.
+Measured on ECG-ID (PTB-XL cross-session model, persons it never saw), the two modes could not be
+told apart: 2 enrolled records per person, rank-1 0.77 (each) vs 0.78 (mean), EER 0.092 vs
+0.094 (41 persons); 3 records, rank-1 0.81 vs 0.79, EER 0.100 vs 0.100 (25 persons).
+
+Writers: one at a time (file lock + one SQLite transaction per operation); records are embedded
+before the lock is taken, so a slow enrolment never blocks the others for long.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ecgbio.errors import BeatError
+from ecgbio.gallery import index as faiss_index
+from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE, calibrate
+from ecgbio.gallery.errors import GalleryError
+from ecgbio.gallery.quality import QualityGate
+from ecgbio.gallery.results import Candidate, EnrolResult, Identification, Verification
+from ecgbio.gallery.searcher import Searcher
+from ecgbio.gallery.store import DB_FILE, GalleryStore, PersonRow, TemplateRow, now
+from ecgbio.gallery.thresholds import (
+    DEFAULT_FAR,
+    DEFAULT_MARGIN,
+    MODEL_THRESHOLDS_FILE,
+    OperatingPoint,
+    open_set,
+    read_table,
+    resolve,
+)
+
+if TYPE_CHECKING:
+    from ecgbio.embed import Embedder, RecordEmbedding
+
+TEMPLATE_MODES = ("each", "mean")
+ENROL_MODES = ("new", "replace", "append")
+MAX_NAME = 200
+
+
+class Gallery:
+    """Enrolled persons and their templates, bound to one model. See the module doc."""
+
+    def __init__(self, store: GalleryStore, embedder: Embedder | None = None) -> None:
+        self.store = store
+        self.embedder: Embedder | None = None
+        self.searcher = Searcher(store)
+        self._model_table: dict[str, Any] | None = None
+        self._model_table_read = False
+        if embedder is not None:
+            self.attach(embedder)
+
+    # ---------------------------------------------------------------------- open / create
+
+    @classmethod
+    def open(cls, path: str | Path, embedder: Embedder | None = None) -> Gallery:
+        """Open an existing gallery; with ``embedder``, refuse it unless it is the same model."""
+        return cls._with(GalleryStore.open(path), embedder)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        embedder: Embedder,
+        index: str = "auto",
+        template_mode: str = "each",
+    ) -> Gallery:
+        """Create an empty gallery for ``embedder``'s model (refused if one exists there)."""
+        _check_choice("index", index, faiss_index.KINDS)
+        _check_choice("template mode", template_mode, TEMPLATE_MODES)
+        if GalleryStore.exists(Path(path)):
+            raise GalleryError("a gallery already exists here", path)
+        return cls._with(
+            GalleryStore.create(path, _model_meta(embedder, index, template_mode)), embedder
+        )
+
+    @classmethod
+    def open_or_create(
+        cls,
+        path: str | Path,
+        embedder: Embedder,
+        index: str = "auto",
+        template_mode: str = "each",
+    ) -> tuple[Gallery, bool]:
+        """(gallery, created): creates one for ``embedder`` if ``path`` holds none yet."""
+        if GalleryStore.exists(Path(path)):
+            return cls.open(path, embedder), False
+        _check_choice("index", index, faiss_index.KINDS)
+        _check_choice("template mode", template_mode, TEMPLATE_MODES)
+        store = GalleryStore.create(path, _model_meta(embedder, index, template_mode))
+        return cls._with(store, embedder), True
+
+    @classmethod
+    def _with(cls, store: GalleryStore, embedder: Embedder | None) -> Gallery:
+        try:
+            return cls(store, embedder)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+        self.searcher.invalidate()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def attach(self, embedder: Embedder) -> None:
+        """Use ``embedder`` for records; refused unless it is the model the gallery belongs to.
+
+        Lets a caller open (and so validate) the gallery before paying for loading the model.
+        """
+        meta = self.store.meta
+        if embedder.fingerprint != meta["fingerprint"]:
+            raise GalleryError(
+                f"gallery belongs to model {meta['fingerprint'][:12]} (run "
+                f"{meta.get('model_run', '?')}), not to model {embedder.fingerprint[:12]} (run "
+                f"{_run_dir(embedder)}): templates of two models cannot be compared; use the "
+                "gallery's model or enrol into a new gallery",
+                self.path,
+            )
+        if int(embedder.dim) != int(meta["dim"]):  # same weights, so only a damaged meta
+            raise GalleryError(
+                f"gallery holds {meta['dim']}-d templates, the model makes {embedder.dim}-d ones",
+                self.path,
+            )
+        self.embedder = embedder
+        self._model_table_read = False
+
+    # -------------------------------------------------------------------------- properties
+
+    @property
+    def path(self) -> Path:
+        return self.store.root
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.store.meta["fingerprint"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.store.meta["dim"])
+
+    @property
+    def index_kind(self) -> str:
+        return str(self.store.meta["index_kind"])
+
+    @property
+    def template_mode(self) -> str:
+        return str(self.store.meta["template_mode"])
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.store.meta.get("calibration")
+
+    def persons(self) -> list[PersonRow]:
+        return self.store.persons()
+
+    def templates(self, person: str | None = None) -> list[TemplateRow]:
+        return self.store.templates(person)
+
+    def __contains__(self, person: str) -> bool:
+        return self.store.person_id(person) is not None
+
+    def __len__(self) -> int:
+        return self.store.counts()[0]
+
+    def info(self, check: bool = False) -> dict[str, Any]:
+        """What the gallery holds and how it searches; ``check`` runs SQLite's quick_check."""
+        persons, templates, most = self.store.counts()
+        meta = self.store.meta
+        entries = templates if self.template_mode == "each" else persons
+        data = {
+            "gallery": str(self.path),
+            "persons": persons,
+            "templates": templates,
+            "most_templates_per_person": most,
+            "template_mode": self.template_mode,
+            "index": self.index_kind,
+            "index_in_use": faiss_index.resolve_kind(self.index_kind, entries),
+            "dim": self.dim,
+            "model_fingerprint": self.fingerprint,
+            "model_run": meta.get("model_run"),
+            "beat_config": meta.get("beat_config"),
+            "created": meta.get("created"),
+            "generation": int(meta["generation"]),
+            "calibration": _calibration_summary(meta.get("calibration")),
+            "file_bytes": (self.path / DB_FILE).stat().st_size,
+        }
+        if check:
+            data["integrity"] = self.store.integrity()
+        return data
+
+    # ----------------------------------------------------------------------------- enrol
+
+    def enroll(
+        self,
+        person: str,
+        records: Sequence[str | os.PathLike[str]],
+        mode: str = "new",
+        max_beats: int = 0,
+        gate: QualityGate | None = None,
+    ) -> EnrolResult:
+        """Embed ``records`` with the model's own beat cutting and store one template each.
+
+        All or nothing: every record is read, embedded and quality-gated before anything is
+        written (:func:`embed_for_enrolment`); the first refusal raises :class:`GalleryError`
+        naming the record and the reason, and the gallery is left as it was.
+
+        Args:
+            mode: ``new`` (refuse an enrolled ``person``), ``replace`` (their old templates are
+                deleted in the same transaction) or ``append`` (templates are added).
+            max_beats: use only the first k usable beats of each record (0 = all).
+        """
+        embedder = self._need_embedder("enrolling records")
+        _check_choice("enrol mode", mode, ENROL_MODES)
+        if mode == "new":
+            self.refuse_existing(person)  # early, before slow embedding; re-checked on write
+        embeddings = embed_for_enrolment(embedder, person, records, max_beats, gate)
+        return self.enroll_embeddings(person, embeddings, mode)
+
+    def enroll_embeddings(
+        self, person: str, embeddings: Sequence[RecordEmbedding], mode: str = "new"
+    ) -> EnrolResult:
+        """Store records already embedded and gated by :func:`embed_for_enrolment`."""
+        _check_person(person)
+        _check_choice("enrol mode", mode, ENROL_MODES)
+        if not embeddings:
+            raise GalleryError(f"no records given to enrol {person!r}")
+        return self._store(
+            person,
+            [e.template for e in embeddings],
+            [os.path.abspath(e.path) for e in embeddings],
+            [e.n_beats for e in embeddings],
+            [e.consistency() for e in embeddings],
+            mode,
+        )
+
+    def enroll_vectors(
+        self,
+        person: str,
+        vectors: np.ndarray,
+        records: Sequence[str] | None = None,
+        mode: str = "new",
+        beats: Sequence[int] | None = None,
+        consistency: Sequence[float] | None = None,
+    ) -> EnrolResult:
+        """Store ready-made templates (one row per record; normalised here) without a model.
+
+        For imports, tests and benchmarks; no quality gate applies (there are no beats to judge).
+        """
+        _check_person(person)
+        _check_choice("enrol mode", mode, ENROL_MODES)
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        if x.ndim != 2 or x.shape[1] != self.dim or not len(x):
+            raise GalleryError(f"expected (n, {self.dim}) vectors, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise GalleryError("vectors must be finite")
+        names = list(records) if records is not None else [f"vector {i}" for i in range(len(x))]
+        if len(names) != len(x):
+            raise GalleryError(f"{len(names)} record names for {len(x)} vectors")
+        return self._store(
+            person,
+            list(x),
+            names,
+            list(beats) if beats is not None else [0] * len(x),
+            list(consistency) if consistency is not None else [1.0] * len(x),
+            mode,
+        )
+
+    def _store(
+        self,
+        person: str,
+        vectors: list[np.ndarray],
+        records: list[str],
+        beats: list[int],
+        consistency: list[float],
+        mode: str,
+    ) -> EnrolResult:
+        unit = [_unit(v) for v in vectors]
+        with self.store.locked():
+            before = self.store.generation()
+            with self.store.write():
+                pid = self.store.person_id(person)
+                old_ids = [] if pid is None else self.store.template_ids(pid)
+                removed: list[int] = []
+                if pid is not None and mode == "new":
+                    self.refuse_existing(person)
+                if pid is None:
+                    pid = self.store.add_person(person)
+                    old_count = 0
+                else:
+                    self.store.touch_person(pid)
+                    if mode == "replace":
+                        removed = self.store.delete_templates(pid)
+                    old_count = len(self.store.template_ids(pid))
+                added = [
+                    self.store.add_template(pid, r, v, b, c)
+                    for r, v, b, c in zip(records, unit, beats, consistency, strict=True)
+                ]
+            self.searcher.after_write(
+                before, person, old_ids, removed, added, np.array(unit, np.float32)
+            )
+        rows = [
+            {"record": r, "beats": int(b), "consistency": float(c), "template_id": t}
+            for r, b, c, t in zip(records, beats, consistency, added, strict=True)
+        ]
+        return EnrolResult(
+            gallery=str(self.path),
+            person=person,
+            mode=mode if (mode != "replace" or removed) else "new",
+            records=rows,
+            beats=int(sum(beats)),
+            removed_templates=len(removed),
+            templates=old_count + len(added),
+        )
+
+    def refuse_existing(self, person: str) -> None:
+        """Raise unless ``person`` is new here (re-enrolment needs --replace or --append)."""
+        if self.store.person_id(person) is not None:
+            raise GalleryError(
+                f"{person!r} is already enrolled; use --replace to replace their templates or "
+                "--append to add these records",
+                self.path,
+            )
+
+    # ---------------------------------------------------------------------- remove / config
+
+    def remove(self, person: str) -> int:
+        """Remove a person and all their templates; returns how many templates went."""
+        with self.store.locked():
+            before = self.store.generation()
+            with self.store.write():
+                pid = self.store.person_id(person)
+                if pid is None:
+                    raise GalleryError(f"{person!r} is not enrolled", self.path)
+                removed = self.store.delete_person(pid)
+            self.searcher.after_write(
+                before, person, removed, removed, [], np.zeros((0, self.dim), np.float32)
+            )
+        return len(removed)
+
+    def configure(self, index: str | None = None, template_mode: str | None = None) -> dict:
+        """Change how the index is derived (kind, template mode); the stored vectors stay.
+
+        A new template mode changes what a score is, so it drops the gallery's calibration.
+        """
+        if index is not None:
+            _check_choice("index", index, faiss_index.KINDS)
+        if template_mode is not None:
+            _check_choice("template mode", template_mode, TEMPLATE_MODES)
+        with self.store.write():
+            if index is not None:
+                self.store.set_meta("index_kind", index)
+            if template_mode is not None and template_mode != self.template_mode:
+                self.store.set_meta("template_mode", template_mode)
+                self.store.set_meta("calibration", None)
+        self.searcher.invalidate(drop_cache=True)
+        return {"index": self.index_kind, "template_mode": self.template_mode}
+
+    def calibrate(
+        self,
+        max_eer: float = MAX_EER,
+        min_genuine: int = MIN_GENUINE,
+        fars: tuple[float, ...] = (0.01, 0.001),
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Derive thresholds from the enrolled persons and store them (used before the model's).
+
+        See :mod:`ecgbio.gallery.calibrate`; refused (nothing stored) when the scores overlap
+        too much or there are too few genuine comparisons.
+        """
+        snap = self.store.vectors()
+        result = calibrate(
+            snap.vectors,
+            snap.owners,
+            self.template_mode,
+            max_eer,
+            min_genuine,
+            fars,
+            seed,
+            where=str(self.path),
+        )
+        result.update(generation=snap.generation, created=now())
+        with self.store.write():
+            if self.store.generation() != snap.generation:
+                raise GalleryError("the gallery changed while calibrating; run it again", self.path)
+            self.store.set_meta("calibration", result)
+        return result
+
+    def clear_calibration(self) -> None:
+        with self.store.write():
+            self.store.set_meta("calibration", None)
+
+    # ---------------------------------------------------------------------------- search
+
+    def operating_point(
+        self, far: str | float = DEFAULT_FAR, threshold: float | None = None
+    ) -> OperatingPoint:
+        """The threshold for ``far``: gallery calibration, else model thresholds.json, else default."""
+        calibration = self.calibration
+        return resolve(
+            far,
+            threshold,
+            gallery_table=calibration.get("points") if calibration else None,
+            model_table=self._model_thresholds(),
+            model_file=self._model_thresholds_path(),
+        )
+
+    def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[Candidate]]:
+        """Person-level top ``top_k`` for each query vector (scores: cosine, best first)."""
+        q = np.atleast_2d(np.asarray(queries, np.float32))
+        if q.shape[1] != self.dim:
+            raise GalleryError(f"queries have {q.shape[1]} values, the gallery {self.dim}")
+        _, ranked = self.searcher.search(q, top_k)
+        return [[Candidate(i, n, s) for i, (n, s) in enumerate(r, 1)] for r in ranked]
+
+    def identify(
+        self,
+        probe: Any,
+        top_k: int = 5,
+        far: str | float = DEFAULT_FAR,
+        threshold: float | None = None,
+        margin: float = DEFAULT_MARGIN,
+        max_beats: int = 0,
+    ) -> Identification:
+        """Who is this? Ranked candidates and an open-set decision (see :func:`open_set`)."""
+        if not math.isfinite(margin) or margin < 0:
+            raise GalleryError(f"--margin must be >= 0, got {margin}")
+        if top_k < 1:
+            raise GalleryError(f"--top-k must be >= 1, got {top_k}")
+        point = self.operating_point(far, threshold)
+        vector, info, warnings = self._probe(probe, max_beats)
+        kind, ranked = self.searcher.search(vector, max(top_k, 2))  # >= 2 for the margin
+        if not ranked[0]:
+            raise GalleryError("the gallery has no enrolled persons", self.path)
+        person, reason = open_set(ranked[0], point, margin)
+        return Identification(
+            probe=info,
+            candidates=[Candidate(i, n, s) for i, (n, s) in enumerate(ranked[0][:top_k], 1)],
+            person=person,
+            reason=reason,
+            operating_point=point,
+            margin=margin,
+            index=kind,
+            warnings=warnings + ([point.warning] if point.warning else []),
+        )
+
+    def verify(
+        self,
+        claim: str,
+        probe: Any,
+        far: str | float = DEFAULT_FAR,
+        threshold: float | None = None,
+        max_beats: int = 0,
+    ) -> Verification:
+        """Is this ``claim``? Exact score against the claimed person's templates vs threshold."""
+        point = self.operating_point(far, threshold)
+        snap = self.store.vectors(claim)
+        if not len(snap.vectors):
+            raise GalleryError(f"{claim!r} is not enrolled", self.path)
+        vector, info, warnings = self._probe(probe, max_beats)
+        if self.template_mode == "mean":
+            score = float(_unit(snap.vectors.astype(np.float64).sum(0)) @ vector)
+        else:
+            score = float(np.max(snap.vectors @ vector))
+        return Verification(
+            claim=claim,
+            accepted=score >= point.threshold,
+            score=score,
+            operating_point=point,
+            probe=info,
+            templates=len(snap.vectors),
+            warnings=warnings + ([point.warning] if point.warning else []),
+        )
+
+    # --------------------------------------------------------------------------- helpers
+
+    def _need_embedder(self, what: str) -> Embedder:
+        if self.embedder is None:
+            raise GalleryError(f"{what} needs the gallery's model (--model)", self.path)
+        return self.embedder
+
+    def _probe(self, probe: Any, max_beats: int) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+        """A probe (record path, RecordEmbedding or vector) -> unit vector, facts, warnings."""
+        from ecgbio.embed import RecordEmbedding
+
+        if isinstance(probe, (str, os.PathLike)):
+            probe = self._need_embedder("identifying a record").embed_record(probe, max_beats)
+        if isinstance(probe, RecordEmbedding):
+            consistency = probe.consistency()
+            info = {"record": probe.path, "beats": probe.n_beats, "consistency": consistency}
+            warnings = []
+            gate = QualityGate()
+            if probe.n_beats < gate.min_beats or consistency < gate.min_consistency:
+                warnings.append(
+                    f"low-quality probe ({probe.n_beats} beats, consistency {consistency:.2f}): "
+                    "scores are less reliable"
+                )
+            vector = probe.template
+        else:
+            info, warnings, vector = {"record": None}, [], probe
+        vector = np.asarray(vector, np.float64).ravel()
+        if vector.shape != (self.dim,) or not np.isfinite(vector).all():
+            raise GalleryError(f"probe must be a finite {self.dim}-d vector, got {vector.shape}")
+        return _unit(vector), info, warnings
+
+    def _model_thresholds_path(self) -> Path | None:
+        return None if self.embedder is None else _run_dir(self.embedder) / MODEL_THRESHOLDS_FILE
+
+    def _model_thresholds(self) -> dict[str, Any] | None:
+        if not self._model_table_read:
+            path = self._model_thresholds_path()
+            self._model_table = read_table(path) if path is not None else None
+            self._model_table_read = True
+        return self._model_table
+
+
+def embed_for_enrolment(
+    embedder: Embedder,
+    person: str,
+    records: Sequence[str | os.PathLike[str]],
+    max_beats: int = 0,
+    gate: QualityGate | None = None,
+) -> list[RecordEmbedding]:
+    """Read, embed and quality-gate ``person``'s records; nothing is written anywhere.
+
+    Separate from storing so that a refused first enrolment never even creates a gallery.
+
+    Raises:
+        GalleryError: a record yields too few beats or fails ``gate`` (default
+            :class:`QualityGate`); the message names the record and says nothing was stored.
+        RecordError: a record cannot be read at all.
+    """
+    _check_person(person)
+    if not records:
+        raise GalleryError(f"no records given to enrol {person!r}")
+    paths = [os.path.abspath(os.fspath(r)) for r in records]
+    twice = {p for p in paths if paths.count(p) > 1}
+    if twice:
+        raise GalleryError(f"record listed twice: {sorted(twice)[0]}")
+    if max_beats < 0:
+        raise GalleryError(f"--max-beats must be >= 0, got {max_beats}")
+    gate = gate or QualityGate()
+    embeddings = []
+    for record in records:
+        try:
+            emb = embedder.embed_record(record, max_beats=max_beats)
+        except BeatError as exc:
+            raise GalleryError(f"{exc}; {person!r} not enrolled, nothing stored") from exc
+        problem = gate.problem(emb)
+        if problem:
+            raise GalleryError(f"{problem}; {person!r} not enrolled, nothing stored", _hea(record))
+        embeddings.append(emb)
+    return embeddings
+
+
+def _model_meta(embedder: Embedder, index: str, template_mode: str) -> dict[str, Any]:
+    from ecgbio.config import to_dict
+
+    return {
+        "fingerprint": embedder.fingerprint,
+        "dim": int(embedder.dim),
+        "beat_config": to_dict(embedder.beat_config),
+        "model_run": str(_run_dir(embedder).resolve()),
+        "index_kind": index,
+        "template_mode": template_mode,
+    }
+
+
+def _run_dir(embedder: Embedder) -> Path:
+    run = getattr(embedder, "run", None)
+    return Path(getattr(run, "root", "?"))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float64).ravel()
+    norm = float(np.linalg.norm(v))
+    if not norm or not math.isfinite(norm):
+        raise GalleryError("a template has zero length or non-finite values")
+    return (v / norm).astype(np.float32)
+
+
+def _check_person(person: str) -> None:
+    if not isinstance(person, str) or not person.strip():
+        raise GalleryError("a person id must be a non-empty name")
+    if len(person) > MAX_NAME or any(not ch.isprintable() for ch in person):
+        raise GalleryError(
+            f"a person id must be printable text of at most {MAX_NAME} characters, got {person!r}"
+        )
+
+
+def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise GalleryError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _hea(record: str | os.PathLike[str]) -> str:
+    path = os.fspath(record)
+    return path if path.endswith(".hea") else path + ".hea"
+
+
+def _calibration_summary(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not calibration:
+        return None
+    keys = ("created", "generation", "eer", "genuine", "impostor", "persons", "template_mode")
+    return {**{k: calibration.get(k) for k in keys}, "points": calibration.get("points")}

@@ -1,0 +1,131 @@
+"""What gallery operations return: plain dataclasses with ``to_dict()`` (JSON) and ``lines()``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ecgbio.gallery.thresholds import OperatingPoint
+
+
+@dataclass
+class EnrolResult:
+    """What one enrolment stored."""
+
+    gallery: str
+    person: str
+    mode: str
+    records: list[dict[str, Any]]
+    beats: int
+    removed_templates: int
+    templates: int
+    created_gallery: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        per = " + ".join(str(r["beats"]) for r in self.records)
+        verb = {"new": "enrolled", "replace": "re-enrolled (replaced)", "append": "appended to"}
+        out = [
+            f"{self.person}: {verb[self.mode]} from {len(self.records)} record(s), "
+            f"{self.beats} beats used ({per}); {self.templates} template(s) stored"
+            + (f", {self.removed_templates} replaced" if self.removed_templates else "")
+        ]
+        out += [
+            f"  {r['record']}: {r['beats']} beats, consistency {r['consistency']:.3f}"
+            for r in self.records
+        ]
+        if self.created_gallery:
+            out.append(f"created gallery {self.gallery}")
+        return out
+
+
+@dataclass
+class Candidate:
+    """A person's score for a probe: the max over their templates (or their mean template)."""
+
+    rank: int
+    person: str
+    score: float
+
+
+@dataclass
+class Identification:
+    """Ranked candidates and the open-set decision (``person`` None means unknown)."""
+
+    probe: dict[str, Any]
+    candidates: list[Candidate]
+    person: str | None
+    reason: str
+    operating_point: OperatingPoint
+    margin: float
+    index: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unknown(self) -> bool:
+        return self.person is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.person if self.person is not None else "unknown",
+            "person": self.person,
+            "unknown": self.unknown,
+            "reason": self.reason,
+            "candidates": [asdict(c) for c in self.candidates],
+            "threshold": self.operating_point.threshold,
+            "far": self.operating_point.far,
+            "operating_point": self.operating_point.to_dict(),
+            "margin": self.margin,
+            "index": self.index,
+            "probe": self.probe,
+            "warnings": self.warnings,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"identified: {self.person}" if self.person else "unknown", f"  ({self.reason})"]
+        out += [f"  {c.rank}. {c.person:30s} {c.score:.4f}" for c in self.candidates]
+        out.append(_point_line(self.operating_point) + f", margin {self.margin:g}")
+        return out + [f"warning: {w}" for w in self.warnings]
+
+
+@dataclass
+class Verification:
+    """Accept/reject of a claimed identity, with the score, threshold and the FAR it was set for."""
+
+    claim: str
+    accepted: bool
+    score: float
+    operating_point: OperatingPoint
+    probe: dict[str, Any]
+    templates: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "claim": self.claim,
+            "decision": "accept" if self.accepted else "reject",
+            "accepted": self.accepted,
+            "score": self.score,
+            "threshold": self.operating_point.threshold,
+            "far": self.operating_point.far,
+            "operating_point": self.operating_point.to_dict(),
+            "templates": self.templates,
+            "probe": self.probe,
+            "warnings": self.warnings,
+        }
+
+    def lines(self) -> list[str]:
+        verdict = "accept" if self.accepted else "reject"
+        sign = ">=" if self.accepted else "<"
+        return [
+            f"{verdict}: {self.claim} (score {self.score:.4f} {sign} threshold "
+            f"{self.operating_point.threshold:.4f})",
+            _point_line(self.operating_point),
+        ] + [f"warning: {w}" for w in self.warnings]
+
+
+def _point_line(point: OperatingPoint) -> str:
+    far = "FAR unknown" if point.far is None else f"set for FAR {point.far:g}"
+    return f"threshold {point.threshold:.4f} ({point.point}, {far}, from {point.source})"

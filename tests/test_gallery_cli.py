@@ -1,0 +1,266 @@
+"""The gallery commands: exit codes 0/1/2, one-line errors, --json outputs, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ecgbio.cli_gallery import register
+from ecgbio.gallery import Gallery
+from tests.test_gallery import DIM, Cohort, clustered, make_cohort
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    """The gallery commands on their own app: tests do not depend on how cli.py mounts them."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+
+    @app.callback()
+    def main() -> None:
+        """ecgbio (test)."""
+
+    register(app)
+    return app
+
+
+APP = _app()
+
+
+def run(*args: object):
+    return runner.invoke(APP, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    text = result.stderr.strip()
+    assert text.startswith("error: ") and "\n" not in text, text
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Cohort:
+    return make_cohort(tmp_path_factory.mktemp("gallery-cli-cohort"))
+
+
+@pytest.fixture
+def enrolled(cohort, tmp_path) -> tuple[Path, Path, str]:
+    """(run with thresholds.json, gallery, person) with one enrolled person."""
+    person = cohort.persons[0]
+    mine = cohort.records[person][0]
+    threshold = (cohort.score(mine, cohort.stranger_of(person)) + 1.0) / 2
+    run_dir = cohort.run_with_thresholds(
+        tmp_path,
+        {"eer": {"threshold": threshold, "far": 0.02}, "far=0.01": {"threshold": threshold}},
+    )
+    gallery = tmp_path / "g"
+    result = run("enroll", "--model", run_dir, "--gallery", gallery, "--id", person, mine, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["person"] == person and data["templates"] == 1 and data["created_gallery"]
+    assert data["beats"] == data["records"][0]["beats"] >= 3
+    return run_dir, gallery, person
+
+
+def test_enroll_identify_verify_exit_codes_and_json(cohort, enrolled):
+    run_dir, gallery, person = enrolled
+    mine = cohort.records[person][0]
+    stranger = cohort.stranger_of(person)
+    common = ("--model", run_dir, "--gallery", gallery)
+
+    found = run("identify", *common, mine, "--json")
+    assert found.exit_code == 0, found.output
+    data = json.loads(found.stdout)
+    assert data["decision"] == person and data["candidates"][0]["person"] == person
+    assert data["operating_point"]["source"] == "model" and data["far"] == 0.01
+
+    unknown = run("identify", *common, stranger, "--json", "--top-k", "3")
+    assert unknown.exit_code == 1, unknown.output
+    data = json.loads(unknown.stdout)
+    assert data["decision"] == "unknown" and data["unknown"] and len(data["candidates"]) == 1
+
+    text = run("identify", *common, stranger)
+    assert text.exit_code == 1 and text.stdout.startswith("unknown")
+
+    accept = run("verify", *common, "--claim", person, mine, "--json")
+    assert accept.exit_code == 0, accept.output
+    data = json.loads(accept.stdout)
+    assert data["decision"] == "accept" and data["score"] >= data["threshold"]
+    assert data["far"] == 0.01
+
+    reject = run("verify", *common, "--claim", person, stranger)
+    assert reject.exit_code == 1 and reject.stdout.startswith("reject"), reject.output
+    assert "set for FAR 0.01" in reject.stdout
+
+    assert run("verify", *common, "--claim", person, stranger, "--far", "eer").exit_code == 1
+    assert_one_line_error(
+        run("verify", *common, "--claim", person, mine, "--far", "0.001"), "no operating point"
+    )
+    assert_one_line_error(
+        run("verify", *common, "--claim", "nobody", mine), "'nobody' is not enrolled"
+    )
+    assert_one_line_error(run("identify", *common, Path(mine).with_name("missing.hea")), "missing")
+
+
+def test_gallery_list_info_remove(cohort, enrolled):
+    run_dir, gallery, person = enrolled
+    listed = run("gallery", "list", gallery, "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [p["name"] for p in json.loads(listed.stdout)["persons"]] == [person]
+    assert person in run("gallery", "list", gallery).stdout
+
+    info = run("gallery", "info", gallery, "--json", "--check")
+    assert info.exit_code == 0, info.output
+    data = json.loads(info.stdout)
+    assert data["persons"] == 1 and data["integrity"] == "ok" and data["index_in_use"] == "flat"
+    assert data["dim"] == DIM and data["beat_config"]["rate"] == 100
+
+    removed = run("gallery", "remove", gallery, "--id", person, "--json")
+    assert removed.exit_code == 0 and json.loads(removed.stdout)["templates"] == 1
+    assert_one_line_error(run("gallery", "remove", gallery, "--id", person), "is not enrolled")
+    assert_one_line_error(
+        run("identify", "--model", run_dir, "--gallery", gallery, cohort.records[person][0]),
+        "no enrolled persons",
+    )
+
+
+def test_re_enrol_rules(cohort, enrolled):
+    run_dir, gallery, person = enrolled
+    second = cohort.records[person][1]
+    common = ("enroll", "--model", run_dir, "--gallery", gallery, "--id", person)
+    assert_one_line_error(run(*common, second), "already enrolled", "--replace", "--append")
+    assert_one_line_error(run(*common, second, "--replace", "--append"), "exclude each other")
+    appended = run(*common, second, "--append", "--json")
+    assert appended.exit_code == 0 and json.loads(appended.stdout)["templates"] == 2
+    replaced = run(*common, second, "--replace")
+    assert replaced.exit_code == 0, replaced.output
+    assert "re-enrolled (replaced)" in replaced.stdout and "2 replaced" in replaced.stdout
+    assert_one_line_error(
+        run(*common[:-1], "other", second, "--template-mode", "mean"),
+        "gallery already uses --template-mode each",
+    )
+
+
+def test_model_mismatch_and_quality_gate(cohort, enrolled):
+    run_dir, gallery, person = enrolled
+    probe = cohort.records[person][0]
+    mismatch = run("identify", "--model", cohort.other_run, "--gallery", gallery, probe)
+    assert_one_line_error(mismatch, "gallery belongs to model", "not to model", str(gallery))
+
+    stranger = cohort.stranger_of(person)
+    refused = run(
+        "enroll",
+        "--model",
+        run_dir,
+        "--gallery",
+        gallery,
+        "--id",
+        "bob",
+        stranger,
+        "--max-beats",
+        "2",
+    )
+    assert_one_line_error(refused, "too few usable beats: 2 (need 3)", "nothing stored")
+    inconsistent = run(
+        "enroll",
+        "--model",
+        run_dir,
+        "--gallery",
+        gallery,
+        "--id",
+        "bob",
+        stranger,
+        "--min-consistency",
+        "0.99999",
+    )
+    assert_one_line_error(inconsistent, "beats disagree")
+    names = [
+        p["name"] for p in json.loads(run("gallery", "list", gallery, "--json").stdout)["persons"]
+    ]
+    assert names == [person]
+    fresh = gallery.parent / "fresh"  # a refused first enrolment leaves no empty gallery behind
+    refused = run(
+        "enroll",
+        "--model",
+        run_dir,
+        "--gallery",
+        fresh,
+        "--id",
+        "bob",
+        stranger,
+        "--max-beats",
+        "1",
+    )
+    assert_one_line_error(refused, "too few usable beats")
+    assert not fresh.exists()
+
+
+def test_corrupt_and_missing_galleries_exit_2(cohort, enrolled, tmp_path):
+    run_dir, gallery, person = enrolled
+    (gallery / "gallery.sqlite").write_bytes(b"not a database at all" * 300)
+    for args in (
+        ("gallery", "list", gallery),
+        ("gallery", "info", gallery),
+        ("identify", "--model", run_dir, "--gallery", gallery, cohort.records[person][0]),
+        (
+            "enroll",
+            "--model",
+            run_dir,
+            "--gallery",
+            gallery,
+            "--id",
+            "x",
+            cohort.records[person][0],
+        ),
+    ):
+        assert_one_line_error(run(*args), "gallery.sqlite", "corrupt")
+    assert_one_line_error(run("gallery", "list", tmp_path / "none"), "no gallery here")
+
+
+def test_calibrate_refuses_overlap_then_calibrates(cohort, tmp_path):
+    path = tmp_path / "g"
+    with Gallery.create(path, cohort.embedder) as gallery:
+        for i, vectors in enumerate(clustered(12, 3, noise=50.0)):
+            gallery.enroll_vectors(f"noise{i}", vectors)
+    assert_one_line_error(run("gallery", "calibrate", path), "overlap too much", "nothing stored")
+    assert json.loads(run("gallery", "info", path, "--json").stdout)["calibration"] is None
+
+    good = tmp_path / "good"
+    with Gallery.create(good, cohort.embedder) as gallery:
+        for i, vectors in enumerate(clustered(30, 2, noise=0.3, seed=9)):
+            gallery.enroll_vectors(f"p{i}", vectors)
+    done = run("gallery", "calibrate", good, "--json")
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["genuine"] == 60 and "far=0.01" in data["points"] and data["eer"] < 0.25
+    assert "EER" in run("gallery", "info", good).stdout
+    probe = np.asarray(clustered(30, 2, noise=0.3, seed=9)[0, 0])
+    with Gallery.open(good) as gallery:
+        assert gallery.identify(probe).operating_point.source == "gallery"
+    assert run("gallery", "calibrate", good, "--clear").exit_code == 0
+    with Gallery.open(good) as gallery:
+        assert gallery.calibration is None
+
+
+def test_configure_switches_the_index_and_keeps_templates(cohort, enrolled):
+    _, gallery, person = enrolled
+    result = run("gallery", "configure", gallery, "--index", "hnsw", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["index"] == "hnsw"
+    assert_one_line_error(run("gallery", "configure", gallery, "--index", "lsh"), "index must be")
+    assert person in run("gallery", "list", gallery).stdout
+
+
+def test_the_main_cli_mounts_the_gallery_commands():
+    import ecgbio.cli
+
+    names = {c.name for c in ecgbio.cli.app.registered_commands}
+    if "enroll" not in names:
+        pytest.skip("ecgbio/cli.py does not call cli_gallery.register(app) yet")
+    assert {"enroll", "identify", "verify"} <= names
+    assert "gallery" in {g.name for g in ecgbio.cli.app.registered_groups}
