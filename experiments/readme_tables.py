@@ -33,22 +33,28 @@ def rpeaks_table() -> str:
     data = _load("rpeaks-mitdb")
     if data is None:
         return "_no results yet: run `python experiments/rpeaks_mitdb.py`_"
-    rows = ["| detector | Se 150 ms | +P 150 ms | Se 50 ms | +P 50 ms | s / 30-min record |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| detector | Se 150 ms | +P 150 ms | Se 50 ms | +P 50 ms | s / 30-min record |",
+        "|---|---|---|---|---|---|",
+    ]
     totals = data["totals"]
     ranked = sorted(totals.items(), key=lambda kv: -(kv[1]["refined"]["50ms"]["f1"] or 0))
     for name, t in ranked:
         if t.get("failures") and len(t["failures"]) == t["records"]:
             continue
         r = t["refined"]
-        rows.append(f"| {name} | {_pct(r['150ms']['sensitivity'])} | {_pct(r['150ms']['ppv'])} | "
-                    f"{_pct(r['50ms']['sensitivity'])} | {_pct(r['50ms']['ppv'])} | "
-                    f"{t['s_per_record']:.2f} |")
+        rows.append(
+            f"| {name} | {_pct(r['150ms']['sensitivity'])} | {_pct(r['150ms']['ppv'])} | "
+            f"{_pct(r['50ms']['sensitivity'])} | {_pct(r['50ms']['ppv'])} | "
+            f"{t['s_per_record']:.2f} |"
+        )
     beats = next(iter(totals.values()))["reference_beats"]
     rows.append("")
-    rows.append(f"All 48 records, channel 0, {beats:,} reference beats, after ecgbio's peak "
-                f"refinement; command: `{data['command']}` ({data['hardware']['cpu']}, "
-                f"{data['hardware']['cores']} cores, {data['wall_time_s']:.0f} s).")
+    rows.append(
+        f"All 48 records, channel 0, {beats:,} reference beats, after ecgbio's peak "
+        f"refinement; command: `{data['command']}` ({data['hardware']['cpu']}, "
+        f"{data['hardware']['cores']} cores, {data['wall_time_s']:.0f} s)."
+    )
     return "\n".join(rows)
 
 
@@ -59,23 +65,31 @@ def protocols_table() -> str:
         d = json.loads(path.read_text())
         found = True
         if d["protocol"] == "seed":
-            figs = (f"test acc **{d['test_accuracy']:.3f}** (loss {d['test_loss']:.3f}), "
-                    f"train acc {d['accuracy']:.3f} (loss {d['loss']:.3f}), val acc "
-                    f"{d['val_accuracy']:.3f} (loss {d['val_loss']:.3f}), {d['epochs']} epochs")
+            figs = (
+                f"test acc **{d['test_accuracy']:.3f}** (loss {d['test_loss']:.3f}), "
+                f"train acc {d['accuracy']:.3f} (loss {d['loss']:.3f}), val acc "
+                f"{d['val_accuracy']:.3f} (loss {d['val_loss']:.3f}), {d['epochs']} epochs"
+            )
             who = f"{d['classes']} classes (records)"
         elif d["protocol"] == "cross-session":
-            figs = (f"record rank-1 **{d['rank1']:.3f}**, rank-5 {d['rank5']:.3f}, beat rank-1 "
-                    f"{d['beat_rank1']:.3f}")
+            figs = (
+                f"record rank-1 **{d['rank1']:.3f}**, rank-5 {d['rank5']:.3f}, beat rank-1 "
+                f"{d['beat_rank1']:.3f}"
+            )
             who = f"{d['persons']} persons, {d['probes']} probes"
         else:
-            figs = (f"rank-1 **{d['rank1']:.3f}**, rank-5 {d['rank5']:.3f}, EER {d['eer']:.3f}, "
-                    f"AUC {d['auc']:.3f}, TAR@FAR1% {d['tar@far=0.01']:.3f}, "
-                    f"TAR@FAR0.1% {d['tar@far=0.001']:.3f}")
+            figs = (
+                f"rank-1 **{d['rank1']:.3f}**, rank-5 {d['rank5']:.3f}, EER {d['eer']:.3f}, "
+                f"AUC {d['auc']:.3f}, TAR@FAR1% {d['tar@far=0.01']:.3f}, "
+                f"TAR@FAR0.1% {d['tar@far=0.001']:.3f}"
+            )
             who = f"{d['persons']} persons, {d['probes']} probes"
         rate = d["beat_config"]["rate"]
         leads = ",".join(d["beat_config"]["leads"])
-        rows.append(f"| {d['protocol']} | PTB-XL subset, {leads}, {rate} Hz | {who} | {figs} | "
-                    f"`{d['command']}` |")
+        rows.append(
+            f"| {d['protocol']} | PTB-XL subset, {leads}, {rate} Hz | {who} | {figs} | "
+            f"`{d['command']}` |"
+        )
     return "\n".join(rows) if found else "_no results yet_"
 
 

@@ -133,7 +133,9 @@ def train(
         "store_created": store.manifest.get("created"),
         "leads": list(store.leads),
     }
-    _check_run_dir(out, resume, overwrite, model_config, train_config)  # every rank: same error
+    # Every rank checks before anyone writes, so all ranks see the same state and raise alike.
+    _check_run_dir(out, resume, overwrite, model_config, train_config)
+    barrier(ctx)
     if ctx.is_main:
         _prepare_run_dir(out, resume)
         if not resume:
