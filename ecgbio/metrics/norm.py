@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ecgbio.errors import ConfigError
+from ecgbio.metrics._validation import finite_array
 
 __all__ = ["ScoreNormalizer", "asnorm", "snorm", "tnorm", "znorm"]
 
@@ -38,18 +39,7 @@ _UNIT_TOL = 1e-3
 
 def _matrix(values: ArrayLike, name: str) -> np.ndarray:
     """A non-empty, finite 2-D float array, or a one-line ConfigError naming ``name``."""
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "biuf":
-        raise ConfigError(f"{name} must be numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ConfigError(f"{name} must be a 2-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ConfigError(f"{name} are empty: shape {arr.shape}")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ConfigError(f"{name} contain {bad} NaN or infinite value(s)")
-    return arr
+    return finite_array(values, name, ndim=2)
 
 
 def _cohort_stats(

@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ecgbio.errors import ConfigError
+from ecgbio.metrics._validation import finite_array
 
 __all__ = [
     "EerResult",
@@ -95,18 +96,7 @@ class EerResult(NamedTuple):
 
 def _scores(values: ArrayLike, name: str) -> np.ndarray:
     """A non-empty, finite, 1-D float array, or a one-line ConfigError naming ``name``."""
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "biuf":
-        raise ConfigError(f"{name} scores must be numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ConfigError(f"{name} scores must be a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ConfigError(f"no {name} scores: need at least one")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ConfigError(f"{name} scores contain {bad} NaN or infinite value(s)")
-    return arr
+    return finite_array(values, f"{name} scores", ndim=1)
 
 
 def _pair(genuine: ArrayLike, impostor: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
