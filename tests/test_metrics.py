@@ -577,7 +577,7 @@ UNIT = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
         (lambda: znorm(SCORES, [[0.1, 0.1], [0.0, 0.2]]), "enrolment 0 has constant cohort"),
         (lambda: znorm(SCORES[0], ENROL_COHORT), "scores must be a 2-D array"),
         (lambda: znorm([[np.nan, 0.0]], ENROL_COHORT), "scores contain 1 NaN"),
-        (lambda: znorm(np.zeros((0, 2)), ENROL_COHORT), "scores are empty"),
+        (lambda: znorm(np.zeros((0, 2)), ENROL_COHORT), "no scores: the array is empty"),
         (lambda: asnorm(SCORES, ENROL_COHORT, PROBE_COHORT, top_k=3), "top_k=3 exceeds"),
         (lambda: asnorm(SCORES, ENROL_COHORT, PROBE_COHORT, top_k=1), "top_k must be an integer"),
         (lambda: ScoreNormalizer("zt"), "unknown score normalisation 'zt'"),

@@ -16,7 +16,7 @@ def finite_array(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
     if arr.ndim != ndim:
         raise ConfigError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
     if arr.size == 0:
-        raise ConfigError(f"{name} are empty (shape {arr.shape}): need at least one value")
+        raise ConfigError(f"no {name}: the array is empty (shape {arr.shape})")
     arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
