@@ -22,3 +22,24 @@ def finite_array(values: ArrayLike, name: str, ndim: int) -> np.ndarray:
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise ConfigError(f"{name} contain {bad} NaN or infinite value(s)")
     return arr
+
+
+def encode_ids(
+    first: np.ndarray, second: np.ndarray, names: tuple[str, str], what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Map two arrays of ids (persons, groups) to shared integer codes.
+
+    Returns (distinct ids, codes of ``first``, codes of ``second``). Mixing string and numeric ids
+    is refused: "1" and 1 would silently be two different persons.
+    """
+    if (first.dtype.kind in "US") != (second.dtype.kind in "US"):
+        raise ConfigError(
+            f"{names[0]} and {names[1]} {what} must be ids of one kind, got dtypes "
+            f"{first.dtype} and {second.dtype}"
+        )
+    try:
+        ids, codes = np.unique(np.concatenate((first, second)), return_inverse=True)
+    except TypeError as exc:
+        raise ConfigError(f"{what} cannot be compared: {exc}") from None
+    codes = codes.ravel()
+    return ids, codes[: first.size], codes[first.size :]

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ecgbio.errors import ConfigError
+from ecgbio.metrics._validation import encode_ids
 from ecgbio.metrics.verification import _accept_counts, _best_at_rate, _fraction
 
 __all__ = ["cmc", "dir_at_fpir", "rank_k_accuracy"]
@@ -60,17 +61,9 @@ class _Searches:
         if not np.all(np.isfinite(matrix)):
             bad = int(np.count_nonzero(~np.isfinite(matrix)))
             raise ConfigError(f"scores contain {bad} NaN or infinite value(s)")
-        if (gallery.dtype.kind in "US") != (probes.dtype.kind in "US"):
-            raise ConfigError(
-                f"gallery and probe labels must be ids of one kind, got dtypes {gallery.dtype} "
-                f"and {probes.dtype}"
-            )
-        try:
-            ids, codes = np.unique(np.concatenate((gallery, probes)), return_inverse=True)
-        except TypeError as exc:
-            raise ConfigError(f"labels cannot be compared: {exc}") from None
-        codes = codes.ravel()
-        gallery_codes, probe_codes = codes[: gallery.size], codes[gallery.size :]
+        ids, gallery_codes, probe_codes = encode_ids(
+            gallery, probes, ("gallery", "probe"), "labels"
+        )
 
         # Person scores: max over each person's templates (columns grouped by person).
         persons = np.unique(gallery_codes)  # sorted codes of enrolled persons

@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ecgbio.errors import ConfigError
-from ecgbio.metrics._validation import finite_array
+from ecgbio.metrics._validation import encode_ids, finite_array
 
 __all__ = [
     "EerResult",
@@ -418,16 +418,8 @@ def eer_ci(
         raise ConfigError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not isinstance(alpha, (int, float, np.number)) or not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
-    if (gen_groups.dtype.kind in "US") != (imp_groups.dtype.kind in "US"):
-        raise ConfigError(
-            f"genuine and impostor groups must be ids of one kind, got dtypes "
-            f"{gen_groups.dtype} and {imp_groups.dtype}"
-        )
-    try:
-        _, person = np.unique(np.concatenate((gen_groups, imp_groups)), return_inverse=True)
-    except TypeError as exc:
-        raise ConfigError(f"person ids cannot be compared: {exc}") from None
-    person = person.ravel()
+    _, gen_codes, imp_codes = encode_ids(gen_groups, imp_groups, ("genuine", "impostor"), "groups")
+    person = np.concatenate((gen_codes, imp_codes))
     n_persons = int(person.max()) + 1
 
     # Sort all comparisons once by decreasing score; operating points end at each tie group.
