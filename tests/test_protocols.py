@@ -139,3 +139,54 @@ def test_splits_are_deterministic(store):
 def test_unknown_protocol(store):
     with pytest.raises(ConfigError, match="unknown protocol 'magic'"):
         make_split(store, "magic")
+
+
+@pytest.fixture(scope="module")
+def singles(tmp_path_factory) -> BeatStore:
+    """Three persons with one record each: no protocol that matches records can be formed."""
+    from ecgbio.config import BeatConfig
+    from ecgbio.prepare import prepare_store
+    from ecgbio.sources.folder import folder_records
+    from tests.conftest import simulate_ecg, write_wfdb
+
+    tmp = tmp_path_factory.mktemp("singles")
+    for p in range(3):
+        write_wfdb(tmp / "db" / f"P{p}", "r", simulate_ecg(6, 250, seed=p), 250)
+    prepare_store(folder_records(tmp / "db"), tmp / "s", BeatConfig(rate=250), progress=False)
+    return BeatStore.open(tmp / "s")
+
+
+@pytest.mark.parametrize(
+    "protocol, message",
+    [
+        ("cross-session", "cross-session needs persons with >= 2 records; this store has none"),
+        ("unseen", "unseen needs >= 2 persons with >= 2 records"),
+        ("enrol-probe", "enrol-probe needs persons with >= 2 records; this store has none"),
+    ],
+)
+def test_protocols_refuse_stores_without_repeat_persons(singles, protocol, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        make_split(singles, protocol)
+    assert str(singles.root) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_train_cli_exit_code_for_an_impossible_protocol(singles, tmp_path):
+    from typer.testing import CliRunner
+
+    from ecgbio.cli import EXIT_ERROR, app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--store",
+            str(singles.root),
+            "--out",
+            str(tmp_path / "r"),
+            "--protocol",
+            "cross-session",
+        ],
+    )
+    assert result.exit_code == EXIT_ERROR
+    assert result.stderr.startswith("error: ") and "cross-session needs persons" in result.stderr
+    assert not (tmp_path / "r").exists()
