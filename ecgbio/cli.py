@@ -381,23 +381,61 @@ def evaluate_cmd(
     enrol_beats: Annotated[
         int, typer.Option("--enrol-beats", help="Enrol from the first K beats (0 = all).")
     ] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write metrics.json here.")] = None,
+    norm: Annotated[
+        str,
+        typer.Option(
+            "--norm",
+            help="Score normalisation: none, z, t, s or as (adaptive S-norm); the cohort is the "
+            "gallery's other persons.",
+        ),
+    ] = "",
+    threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = default).")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write metrics.json and scores.npz (for `ecgbio report`) here."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Evaluate a trained model on a store under a protocol."""
-    from ecgbio.evaluate import evaluate_run
+    from ecgbio.evaluate import DEFAULT_NORM, evaluate_run
 
-    figures = evaluate_run(model, store, protocol or None, enrol_beats=enrol_beats, out=out)
-    emit(figures, as_json, [f"{figures['protocol']} on {store}: " + _figures_line(figures)])
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    figures = evaluate_run(
+        model, store, protocol or None, enrol_beats=enrol_beats, out=out, norm=norm or DEFAULT_NORM
+    )
+    head = f"{figures['protocol']} on {store}"
+    if "norm" in figures:
+        head += f" (score norm {figures['norm']})"
+    emit(figures, as_json, [f"{head}: " + _figures_line(figures)])
 
 
 def _figures_line(figures: dict[str, Any]) -> str:
-    keys = ("accuracy", "loss", "rank1", "rank5", "eer", "auc", "tar@far=0.01", "persons", "probes")
-    return ", ".join(
-        f"{k} {figures[k]:.4g}" if isinstance(figures[k], float) else f"{k} {figures[k]}"
-        for k in keys
-        if k in figures
+    """The headline figures in words; a second line for probes recorded on another day."""
+    if "rank1" not in figures:  # classification protocols: the softmax head's figures
+        keys = ("accuracy", "loss", "beats")
+        return ", ".join(_fmt(k, figures[k]) for k in keys if k in figures)
+    line = _match_line(figures)
+    if isinstance(figures.get("other_day"), dict):
+        line += "\nother-day probes: " + _match_line(figures["other_day"])
+    return line
+
+
+def _match_line(f: dict[str, Any]) -> str:
+    eer = f"EER {f['eer']:.1%}"
+    if "eer_ci" in f:
+        eer += f" (95 % CI {f['eer_ci'][0]:.1%}-{f['eer_ci'][1]:.1%})"
+    return (
+        f"rank-1 {f['rank1']:.1%}, rank-5 {f['rank5']:.1%}, {eer}, "
+        f"TAR {f['tar@far=0.01']:.1%} at FAR 1 % and {f['tar@far=0.001']:.1%} at FAR 0.1 %, "
+        f"AUC {f['auc']:.3f}, {f['persons']} persons, {f['probes']} probes"
     )
+
+
+def _fmt(key: str, value: Any) -> str:
+    return f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
 
 
 # inspection ------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ Two kinds of held-out data (see :mod:`ecgbio.protocols`):
   beat embeddings) of gallery and probe records are compared by cosine; closed-set rank-k (CMC),
   verification EER / AUC / TAR at FAR, beat-level rank-1, the same on probes recorded on another day
   than every gallery record of their person, and rank-1 / EER against the number of enrolment beats.
+
+Score normalisation (``norm``, see :func:`gallery_cohort_norm`) recalibrates the cosine scores
+against a cohort before the figures are computed; the headline EER comes with a 95 % bootstrap
+interval over persons (:func:`ecgbio.metrics.verification.eer_ci`). :func:`evaluate_run` can write
+the raw material of the figures beside ``metrics.json`` as ``scores.npz`` (plain arrays, no pickle)
+so that ``ecgbio report`` can draw ROC, DET, histograms and CMC without the model.
 """
 
 from __future__ import annotations
@@ -21,14 +27,28 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from ecgbio.embed import embed_rows, record_templates
+from ecgbio.errors import ConfigError
+from ecgbio.metrics._validation import encode_ids
 from ecgbio.metrics.identification import cmc
-from ecgbio.metrics.verification import auc, eer, far_frr, tar_at_far, threshold_at_far
+from ecgbio.metrics.norm import ScoreNormalizer
+from ecgbio.metrics.verification import auc, eer, eer_ci, far_frr, tar_at_far, threshold_at_far
 from ecgbio.models import IdentityModel
 from ecgbio.protocols import ClassifySet, MatchSet
 from ecgbio.store import BeatStore
 
 ENROL_BEATS = (0, 1, 3, 5, 10)  # 0 = all beats of the enrolment record; the first is the headline
 FAR_TARGETS = (0.01, 0.001)
+NORMS = ScoreNormalizer.NAMES  # none, z, t, s, as
+#: Default score normalisation of ``evaluate_run`` and ``ecgbio evaluate``: chosen by
+#: ``experiments/score_norm.py`` on the PTB-XL subset (results/score-norm.json).
+DEFAULT_NORM = "none"
+#: Adaptive S-norm keeps this share of the cohort (the closest impostors), within the bounds below.
+AS_TOP_FRACTION = 0.2
+AS_TOP_K_MAX = 300
+#: Bootstrap resamples (over persons) of the headline EER's 95 % interval; 0 = no interval.
+CI_BOOT = 1000
+#: Score-matrix elements processed at once by the cohort statistics (bounds memory to ~100 MB).
+_NORM_CHUNK = 2_000_000
 
 
 @torch.no_grad()
@@ -55,6 +75,9 @@ def evaluate_match(
     enrol_beats: Sequence[int] = (0,),
     classes: Sequence[str] | None = None,
     batch_size: int = 1024,
+    norm: str = "none",
+    ci_boot: int = CI_BOOT,
+    scores_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Biometric figures for gallery vs probe records (see module docstring).
 
@@ -63,6 +86,11 @@ def evaluate_match(
             the headline, the others go to ``by_enrol_beats``.
         classes: softmax classes, when the probe persons are training classes (closed set): adds
             the softmax head's beat- and record-level accuracy.
+        norm: score normalisation of the template scores (:func:`gallery_cohort_norm`); the
+            beat-level rank-1 stays on raw cosine (it ranks single beats, not comparisons).
+        ci_boot: bootstrap resamples of the headline EER interval (0: none; training's
+            per-epoch validation passes the default, a second at most on its set sizes).
+        scores_out: when given, filled with the headline's arrays (see :func:`score_arrays`).
     """
     index = store.index
     g_emb = embed_rows(model.backbone, store, mset.gallery, batch_size)
@@ -79,22 +107,147 @@ def evaluate_match(
     for i, k in enumerate(enrol_beats):
         g_ids, g_templates = record_templates(g_emb, g_records, k)
         g_persons = np.array([person_of[r] for r in g_ids])
-        scores = p_templates @ g_templates.T
-        figures = match_figures(scores, g_persons, p_persons)
+        scores = gallery_cohort_norm(
+            p_templates @ g_templates.T, g_templates @ g_templates.T, g_persons, p_persons, norm
+        )
+        boot = ci_boot if i == 0 else 0
+        figures = match_figures(scores, g_persons, p_persons, ci_boot=boot)
         other_day = _other_day(p_ids, p_persons, g_ids, g_persons, session_of)
-        if other_day.any() and other_day.sum() < len(other_day):
-            figures["other_day"] = match_figures(scores[other_day], g_persons, p_persons[other_day])
+        has_other_day = bool(other_day.any() and other_day.sum() < len(other_day))
+        if has_other_day:
+            figures["other_day"] = match_figures(
+                scores[other_day], g_persons, p_persons[other_day], ci_boot=boot
+            )
         if i == 0:
             out.update(figures)
             out["beat_rank1"] = _beat_rank1(p_emb, p_records, person_of, g_templates, g_persons)
+            if scores_out is not None:
+                scores_out.update(score_arrays(scores, g_persons, p_persons))
+                if has_other_day:
+                    od = score_arrays(scores[other_day], g_persons, p_persons[other_day])
+                    scores_out.update({f"other_day_{key}": v for key, v in od.items()})
         by_k[str(k or "all")] = {key: figures[key] for key in ("rank1", "eer")}
     if len(enrol_beats) > 1:
         out["by_enrol_beats"] = by_k
+    out["norm"] = norm
     if classes is not None:
         out["softmax"] = _softmax_closed_set(
             model, store, mset.probe, p_records, person_of, list(classes), batch_size
         )
     return out
+
+
+# --- score normalisation -------------------------------------------------------------------------
+def gallery_cohort_norm(
+    scores: np.ndarray,
+    gallery_scores: np.ndarray,
+    gallery_persons: np.ndarray,
+    probe_persons: np.ndarray,
+    name: str,
+    top_k: int | None = None,
+) -> np.ndarray:
+    """Normalise (probes x gallery) cosine scores with the gallery's other persons as cohort.
+
+    The cohort: for the comparison of probe ``p`` with enrolment ``e``, every gallery template
+    of a person other than ``e``'s and ``p``'s. Why this one:
+
+    * it exists for any store and any protocol that makes a gallery (>= 4 persons): ECG-ID, for
+      one, has no persons outside its gallery to spare, and a model's training store may not be
+      on the user's machine;
+    * it is drawn from the data under test (same device, same conditions), which is what a
+      cohort is for: to measure how high impostor scores run for this enrolment and this probe;
+    * leaving both persons of the comparison out keeps it disjoint from them, as
+      :class:`~ecgbio.metrics.norm.ScoreNormalizer` requires: the genuine score never enters
+      its own statistics, and an impostor comparison is not helped by the probe's own enrolled
+      template sitting in the probe's cohort. (A deployed gallery cannot leave the unknown probe
+      person out; these figures are therefore those of an impostor who is not enrolled, the
+      harder, open-set case.)
+
+    Z-side statistics come from the enrolment's scores against the cohort templates, T-side ones
+    from the probe's; ``"s"`` averages the two, ``"as"`` (adaptive S-norm) uses each side's
+    ``top_k`` highest cohort scores (default: ``AS_TOP_FRACTION`` of the cohort, 2 to
+    ``AS_TOP_K_MAX``). The formulas are those of :mod:`ecgbio.metrics.norm`, whose functions take
+    one cohort per row; here the cohort changes with every comparison, so the statistics are
+    computed per comparison (O(probes x gallery x cohort), in chunks). ``"none"`` returns the
+    scores unchanged.
+
+    Args:
+        scores: (probes, gallery) cosine scores of probe vs gallery templates.
+        gallery_scores: (gallery, gallery) cosine scores of the gallery templates between them.
+        gallery_persons, probe_persons: person ids of the gallery templates and the probes.
+        name: ``"none"``, ``"z"``, ``"t"``, ``"s"`` or ``"as"``.
+        top_k: adaptive S-norm only (see above).
+    """
+    if name not in NORMS:
+        raise ConfigError(f"unknown score normalisation {name!r}: choose from {', '.join(NORMS)}")
+    if name == "none":
+        return scores
+    _, g_codes, p_codes = encode_ids(
+        np.asarray(gallery_persons), np.asarray(probe_persons), ("gallery", "probe"), "persons"
+    )
+    cohort_size = len(g_codes) - 2 * int(np.bincount(g_codes).max())
+    if cohort_size < 2:
+        raise ConfigError(
+            f"{name!r} score normalisation uses the gallery's other persons as cohort and needs "
+            f">= 4 gallery persons, got {len(np.unique(g_codes))} (use norm 'none')"
+        )
+    if name == "as":
+        top_k = top_k or int(np.clip(round(AS_TOP_FRACTION * cohort_size), 2, AS_TOP_K_MAX))
+        if top_k > cohort_size:
+            raise ConfigError(f"top_k={top_k} exceeds the cohort size {cohort_size}")
+    elif top_k is not None:
+        raise ConfigError(f"top_k applies only to adaptive S-norm ('as'), not {name!r}")
+    z = t = None
+    if name in ("z", "s", "as"):
+        mean, std = _cohort_stats(gallery_scores, True, g_codes, p_codes, top_k)
+        z = (scores - mean) / std
+    if name in ("t", "s", "as"):
+        mean, std = _cohort_stats(scores, False, g_codes, p_codes, top_k)
+        t = (scores - mean) / std
+    if z is None:
+        return t  # type: ignore[return-value]
+    return z if t is None else (z + t) / 2.0
+
+
+def _cohort_stats(
+    cohort: np.ndarray,
+    by_enrolment: bool,
+    g_codes: np.ndarray,
+    p_codes: np.ndarray,
+    top_k: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-comparison mean and std (ddof 0) of cohort scores, both persons left out.
+
+    ``cohort`` holds each row's scores against every gallery template: (gallery, gallery) rows of
+    enrolments (Z side, ``by_enrolment``) or (probes, gallery) rows of probes (T side). Each row is
+    sorted once, highest first, so that the ``top_k`` highest kept scores are a prefix.
+    """
+    n_probes, n_gallery = len(p_codes), len(g_codes)
+    width = (
+        n_gallery if top_k is None else min(n_gallery, top_k + 2 * int(np.bincount(g_codes).max()))
+    )
+    order = np.argsort(-cohort, axis=1, kind="stable")[:, :width]
+    ranked = np.take_along_axis(cohort, order, axis=1)
+    ranked_codes = g_codes[order]
+    mean = np.empty((n_probes, n_gallery))
+    std = np.empty((n_probes, n_gallery))
+    step = max(1, _NORM_CHUNK // (n_gallery * width))
+    for start in range(0, n_probes, step):
+        rows = slice(start, start + step)
+        if by_enrolment:  # row = the enrolment (axis 1 of the result)
+            values, codes = ranked[None, :, :], ranked_codes[None, :, :]
+        else:  # row = the probe (axis 0)
+            values, codes = ranked[rows, None, :], ranked_codes[rows, None, :]
+        keep = (codes != g_codes[None, :, None]) & (codes != p_codes[rows, None, None])
+        if top_k is not None:
+            keep &= np.cumsum(keep, axis=2) <= top_k
+        count = keep.sum(axis=2)
+        m = np.where(keep, values, 0.0).sum(axis=2) / count
+        var = np.where(keep, (values - m[..., None]) ** 2, 0.0).sum(axis=2) / count
+        mean[rows], std[rows] = m, np.sqrt(var)
+    if np.any(std == 0.0):
+        raise ConfigError("cohort scores have zero spread for some comparison: cannot normalise")
+    return mean, std
 
 
 def validation_thresholds(
@@ -140,12 +293,20 @@ def validation_thresholds(
 
 
 def match_figures(
-    scores: np.ndarray, gallery_persons: np.ndarray, probe_persons: np.ndarray
+    scores: np.ndarray,
+    gallery_persons: np.ndarray,
+    probe_persons: np.ndarray,
+    ci_boot: int = 0,
 ) -> dict[str, Any]:
-    """Rank-1/5 and verification figures from a (probes x gallery templates) score matrix."""
-    curve = cmc(scores, gallery_persons, probe_persons)
-    genuine_mask = probe_persons[:, None] == gallery_persons[None, :]
-    genuine, impostor = scores[genuine_mask], scores[~genuine_mask]
+    """Rank-1/5 and verification figures from a (probes x gallery templates) score matrix.
+
+    With ``ci_boot`` > 0 the EER gets a 95 % interval (``eer_ci``) from that many bootstrap
+    resamples of persons (each score belongs to its probe's person; see
+    :func:`~ecgbio.metrics.verification.eer_ci`), because scores of one person are correlated.
+    """
+    arrays = score_arrays(scores, gallery_persons, probe_persons)
+    curve = arrays["cmc"]
+    genuine, impostor = arrays["genuine"], arrays["impostor"]
     result = eer(genuine, impostor)
     figures: dict[str, Any] = {
         "rank1": float(curve[0]),
@@ -158,10 +319,42 @@ def match_figures(
         "genuine_scores": int(genuine.size),
         "impostor_scores": int(impostor.size),
     }
+    if ci_boot:
+        low, high = eer_ci(
+            genuine,
+            arrays["genuine_person"],
+            impostor,
+            arrays["impostor_person"],
+            n_boot=ci_boot,
+        )
+        figures["eer_ci"] = [low, high]
     for far in FAR_TARGETS:
         tar, _ = tar_at_far(genuine, impostor, far)
         figures[f"tar@far={far:g}"] = float(tar)
     return figures
+
+
+def score_arrays(
+    scores: np.ndarray, gallery_persons: np.ndarray, probe_persons: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The raw material of the figures, as plain arrays (what ``scores.npz`` holds).
+
+    ``genuine`` / ``impostor``: the scores of same-person / different-person comparisons, with
+    ``genuine_person`` / ``impostor_person`` the probe's person of each (strings, no objects, so
+    the file loads with ``allow_pickle=False``); ``cmc``: identification rate at ranks 1..persons;
+    ``eer_threshold``: the score where FAR = FRR.
+    """
+    genuine_mask = probe_persons[:, None] == gallery_persons[None, :]
+    owner = np.broadcast_to(probe_persons[:, None], scores.shape)
+    genuine, impostor = scores[genuine_mask], scores[~genuine_mask]
+    return {
+        "genuine": genuine,
+        "impostor": impostor,
+        "genuine_person": owner[genuine_mask].astype(str),
+        "impostor_person": owner[~genuine_mask].astype(str),
+        "cmc": cmc(scores, gallery_persons, probe_persons),
+        "eer_threshold": np.array(eer(genuine, impostor).threshold),
+    }
 
 
 def _other_day(
@@ -237,17 +430,27 @@ def evaluate_run(
     protocol: str | None = None,
     enrol_beats: int = 0,
     out: str | Path | None = None,
+    norm: str = DEFAULT_NORM,
+    ci_boot: int = CI_BOOT,
 ) -> dict[str, Any]:
     """Load a run, split ``store`` by ``protocol`` (default: the run's) and evaluate its test set.
 
     The store must have been cut like the model's training beats (same rate, window, leads);
     otherwise the comparison would be meaningless, so it is refused.
+
+    Args:
+        norm: score normalisation of gallery-probe protocols (see :func:`gallery_cohort_norm`);
+            classification protocols (``seed``) have no comparison scores and ignore it.
+        ci_boot: bootstrap resamples of the headline EER's 95 % interval (0: none).
+        out: directory for ``metrics.json`` (the figures) and, for gallery-probe protocols,
+            ``scores.npz`` (the arrays behind them, see :func:`save_scores`).
     """
     from ecgbio.config import save_json, to_dict
-    from ecgbio.errors import ConfigError
     from ecgbio.protocols import make_split
     from ecgbio.runs import load_run
 
+    if norm not in NORMS:
+        raise ConfigError(f"unknown score normalisation {norm!r}: choose from {', '.join(NORMS)}")
     run = load_run(run_dir)
     store = store if isinstance(store, BeatStore) else BeatStore.open(store)
     check_compatible(run.beat, store)
@@ -255,6 +458,7 @@ def evaluate_run(
     split = make_split(
         store, name, seed=run.train_config.seed, val_fraction=run.train_config.val_fraction
     )
+    arrays: dict[str, np.ndarray] = {}
     if isinstance(split.test, ClassifySet):
         if split.classes != run.classes:
             raise ConfigError(
@@ -267,7 +471,14 @@ def evaluate_run(
         ks = (enrol_beats, *tuple(k for k in ENROL_BEATS if k != enrol_beats))
         closed = name == "cross-session" and split.classes == run.classes
         figures = evaluate_match(
-            run.model, store, split.test, enrol_beats=ks, classes=split.classes if closed else None
+            run.model,
+            store,
+            split.test,
+            enrol_beats=ks,
+            classes=split.classes if closed else None,
+            norm=norm,
+            ci_boot=ci_boot,
+            scores_out=arrays,
         )
     figures = {
         "protocol": name,
@@ -279,14 +490,35 @@ def evaluate_run(
         "beat_config": to_dict(run.beat),
     }
     if out is not None:
+        if arrays:
+            save_scores(Path(out) / SCORES_FILE, arrays, norm)
         save_json(Path(out) / "metrics.json", figures)
     return figures
 
 
+SCORES_FILE = "scores.npz"
+
+
+def save_scores(path: Path, arrays: dict[str, np.ndarray], norm: str) -> None:
+    """Write the headline's score arrays as ``.npz``, atomically; loads with ``allow_pickle=False``.
+
+    Keys: ``genuine``, ``impostor``, ``genuine_person``, ``impostor_person``, ``cmc``,
+    ``eer_threshold`` (see :func:`score_arrays`), the same prefixed ``other_day_`` when some
+    probes were recorded on another day than their person's gallery record, and ``norm`` (the
+    normalisation the scores went through). Plain numeric and string arrays only: no pickle,
+    so a received file cannot run code when loaded.
+    """
+    from ecgbio.io import atomic_open
+
+    payload = {**arrays, "norm": np.array(norm)}
+    if any(v.dtype == object for v in payload.values()):
+        raise ConfigError("score arrays must not hold Python objects", path)
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, **payload)
+
+
 def check_compatible(beat: Any, store: BeatStore) -> None:
     """Refuse a store whose beats were cut differently from the model's training beats."""
-    from ecgbio.errors import ConfigError
-
     cfg = store.config
     mismatches = [
         f"{name} {getattr(cfg, name)} != {getattr(beat, name)}"
