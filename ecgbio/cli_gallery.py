@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from ecgbio.config import DEFAULT_MODEL
 from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE
 from ecgbio.gallery.quality import QualityGate
 from ecgbio.gallery.thresholds import DEFAULT_FAR, DEFAULT_MARGIN
@@ -34,7 +35,12 @@ EXIT_NO = 1  # verify rejected / identify unknown
 F = TypeVar("F", bound=Callable[..., Any])
 
 ModelDir = Annotated[
-    Path, typer.Option("--model", help="Run directory of the trained model (from `ecgbio train`).")
+    str,
+    typer.Option(
+        "--model",
+        help="Run directory of a trained model (from `ecgbio train`), or 'default': the lead-I "
+        "model shipped with ecgbio.",
+    ),
 ]
 GalleryOpt = Annotated[Path, typer.Option("--gallery", help="Gallery directory.")]
 GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
@@ -74,7 +80,7 @@ def emit(data: dict[str, Any], as_json: bool, lines: list[str] | None = None) ->
     shared(data, as_json, lines)
 
 
-def _open(gallery: Path, model: Path | None = None) -> Gallery:
+def _open(gallery: Path, model: str | None = None) -> Gallery:
     """Open (and so validate) the gallery first, then load the model and check it matches."""
     from ecgbio.gallery import Gallery
 
@@ -88,7 +94,7 @@ def _open(gallery: Path, model: Path | None = None) -> Gallery:
     return opened
 
 
-def _embedder(model: Path) -> Any:
+def _embedder(model: str) -> Any:
     from ecgbio.embed import Embedder
 
     return Embedder(model)
@@ -98,9 +104,9 @@ def _embedder(model: Path) -> Any:
 @handle_errors
 def enroll(
     records: Annotated[list[Path], typer.Argument(help="WFDB records of this person (.hea).")],
-    model: ModelDir,
     gallery: GalleryOpt,
     person: Annotated[str, typer.Option("--id", help="The person's id in the gallery.")],
+    model: ModelDir = DEFAULT_MODEL,
     max_beats: MaxBeats = 0,
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace the templates of an enrolled id.")
@@ -168,8 +174,8 @@ def enroll(
 @handle_errors
 def identify(
     record: Annotated[Path, typer.Argument(help="WFDB record to identify (.hea).")],
-    model: ModelDir,
     gallery: GalleryOpt,
+    model: ModelDir = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", help="Candidates to list.")] = 5,
     far: Far = DEFAULT_FAR,
     threshold: Threshold = None,
@@ -196,9 +202,9 @@ def identify(
 @handle_errors
 def verify(
     record: Annotated[Path, typer.Argument(help="WFDB record of the claimant (.hea).")],
-    model: ModelDir,
     gallery: GalleryOpt,
     claim: Annotated[str, typer.Option("--claim", help="The id the claimant says they are.")],
+    model: ModelDir = DEFAULT_MODEL,
     far: Far = DEFAULT_FAR,
     threshold: Threshold = None,
     max_beats: MaxBeats = 0,

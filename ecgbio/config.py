@@ -17,6 +17,8 @@ from ecgbio.errors import ConfigError
 T = TypeVar("T")
 
 ALL_LEADS = "all"
+#: ``--model default`` (or no ``--model``) names the model shipped inside the package.
+DEFAULT_MODEL = "default"
 NORMALIZATIONS = ("none", "record", "beat")
 
 
@@ -210,6 +212,10 @@ class TrainConfig:
         triplet_margin: triplet loss margin (cosine distance).
         label_smoothing: for the softmax head.
         augment: random amplitude scaling, baseline offset/ramp and noise on training beats.
+        augment_stretch: with ``augment``, random time stretch of each beat about its R-peak, as a
+            fraction (0.08 = up to +-8 %): heart-rate changes between sessions.
+        augment_shift_s: with ``augment``, random shift of each beat by up to this many seconds:
+            R-peak jitter.
         patience: stop after this many epochs without a better validation score (0 = never).
         seed: seeds every random choice (weights, batches, augmentation).
         num_workers: DataLoader worker processes.
@@ -237,6 +243,8 @@ class TrainConfig:
     triplet_margin: float = 0.2
     label_smoothing: float = 0.1
     augment: bool = True
+    augment_stretch: float = 0.0
+    augment_shift_s: float = 0.0
     patience: int = 8
     seed: int = 0
     num_workers: int = 0
@@ -266,6 +274,11 @@ class TrainConfig:
         ):
             raise ConfigError(
                 "at least one of the softmax and metric losses needs a positive weight"
+            )
+        if not 0 <= self.augment_stretch < 0.5 or self.augment_shift_s < 0:
+            raise ConfigError(
+                f"augment_stretch must be in [0, 0.5) and augment_shift_s >= 0, got "
+                f"{self.augment_stretch}, {self.augment_shift_s}"
             )
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

@@ -445,6 +445,12 @@ def evaluate_run(
         store, name, seed=run.train_config.seed, val_fraction=run.train_config.val_fraction
     )
     arrays: dict[str, np.ndarray] = {}
+    if split.test is None:
+        raise ConfigError(
+            f"protocol {name} has no test set; evaluate this model with --protocol enrol-probe "
+            "on a store of persons it has not seen",
+            store.root,
+        )
     if isinstance(split.test, ClassifySet):
         if split.classes != run.classes:
             raise ConfigError(

@@ -110,7 +110,10 @@ def prepare_record(seq: int, spec: RecordSpec, config: BeatConfig) -> RecordResu
     """Prepare one record; never raises for bad data (the reason is returned)."""
     try:
         rec = read_record(
-            spec.path, leads=config.leads, rate=config.rate, min_duration_s=config.min_duration_s
+            spec.path,
+            leads=spec.leads or config.leads,
+            rate=config.rate,
+            min_duration_s=config.min_duration_s,
         )
         valid = rec.signal[:, rec.valid]
         max_abs = float(np.abs(valid).max())

@@ -11,6 +11,9 @@ tests check this on fixtures for every protocol.
 - ``unseen``: the biometric question. Persons with >= 2 records are held out (a fixed slice for
   validation, the rest for test) and never trained on; the others train. Gallery: each held-out
   person's earliest record; probes: their later records.
+- ``general``: a general-purpose model, to be tested on other databases: every person trains except
+  a validation slice of the multi-record persons, matched across their records (so the model is
+  selected on other-session pairs, the question it will be asked); there is no test set.
 - ``enrol-probe``: no training at all (for a model that has never seen the store's persons):
   gallery = each person's earliest record, probes = every later record.
 
@@ -30,7 +33,7 @@ import pandas as pd
 from ecgbio.errors import ConfigError
 from ecgbio.store import BeatStore
 
-PROTOCOLS = ("seed", "cross-session", "unseen", "enrol-probe")
+PROTOCOLS = ("seed", "cross-session", "unseen", "general", "enrol-probe")
 SEED_BEATS = 18
 SEED_MAX_ABS_MV = 2.0
 SEED_WINDOW_S = 0.4
@@ -70,7 +73,7 @@ class Split:
     train: np.ndarray
     train_labels: np.ndarray
     val: ClassifySet | MatchSet | None
-    test: ClassifySet | MatchSet
+    test: ClassifySet | MatchSet | None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -93,6 +96,13 @@ def make_split(
     if protocol == "unseen":
         return unseen_split(
             store, seed=seed, val_fraction=val_fraction, max_beats_per_record=max_beats_per_record
+        )
+    if protocol == "general":
+        return general_split(
+            store,
+            seed=seed,
+            val_share=val_fraction or 1.0,
+            max_beats_per_record=max_beats_per_record,
         )
     if protocol == "enrol-probe":
         return enrol_probe_split(store)
@@ -279,6 +289,57 @@ def unseen_split(
         _gallery_probe(records, rows_by_record, test_persons),
         info,
     )
+
+
+# --- general -------------------------------------------------------------------------------------
+def general_split(
+    store: BeatStore, seed: int = 0, val_share: float = 1.0, max_beats_per_record: int = 0
+) -> Split:
+    """Every person trains except ``val_share`` of the multi-record persons (see module docstring).
+
+    ``max_beats_per_record`` keeps that many beats of each training record, spread evenly over it, so
+    a 30-minute record (MIT-BIH) lends beats from its whole length without outweighing the 10 s
+    records of other persons.
+    """
+    if not 0 < val_share <= 1:
+        raise ConfigError(f"val_share must be in (0, 1], got {val_share}")
+    records = _ordered_records(store)
+    n_records = records.groupby("person")["record"].transform("size")
+    multi = sorted(
+        records.loc[n_records >= 2, "person"].unique(), key=lambda p: _stable_hash(p, seed)
+    )
+    if len(multi) < 2:
+        raise ConfigError(
+            "general needs >= 2 persons with >= 2 records to validate across records", store.root
+        )
+    val_persons = set(multi[: max(2, int(round(val_share * len(multi))))])
+    train_records = records[~records["person"].isin(val_persons)]
+    if train_records["person"].nunique() < 2:
+        raise ConfigError("general leaves fewer than 2 training identities", store.root)
+    rows_by_record = store.index.groupby("record").indices
+    classes = sorted(train_records["person"].unique())
+    label_of = {p: i for i, p in enumerate(classes)}
+    train, train_y = [], []
+    for record, person in zip(train_records["record"], train_records["person"], strict=True):
+        rows = _spread(np.sort(rows_by_record[record]), max_beats_per_record)
+        train.append(rows)
+        train_y += [label_of[person]] * len(rows)
+    info = {
+        "train_identities": len(classes),
+        "train_records": int(len(train_records)),
+        "train_beats": int(sum(len(r) for r in train)),
+        "val_persons": len(val_persons),
+        "test_persons": 0,
+    }
+    val = _gallery_probe(records, rows_by_record, val_persons)
+    return Split("general", classes, np.concatenate(train), np.asarray(train_y), val, None, info)
+
+
+def _spread(rows: np.ndarray, k: int) -> np.ndarray:
+    """At most ``k`` of ``rows``, evenly spaced over them (all when ``k`` is 0 or enough)."""
+    if not k or len(rows) <= k:
+        return rows
+    return rows[np.unique(np.linspace(0, len(rows) - 1, k).round().astype(int))]
 
 
 # --- enrol-probe ---------------------------------------------------------------------------------

@@ -30,7 +30,15 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, from_dict, save_json, to_dict
+from ecgbio.config import (
+    DEFAULT_MODEL,
+    BeatConfig,
+    ModelConfig,
+    TrainConfig,
+    from_dict,
+    save_json,
+    to_dict,
+)
 from ecgbio.errors import EcgbioError
 from ecgbio.io import atomic_open
 from ecgbio.models import IdentityModel
@@ -42,6 +50,7 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 THRESHOLDS_FILE = "thresholds.json"
 CHECKPOINT_DIR = "checkpoint"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 
 
 class RunError(EcgbioError):
@@ -145,9 +154,23 @@ def build_model(config: dict[str, Any]) -> IdentityModel:
     return IdentityModel(int(config["in_leads"]), int(config["n_classes"]), model_cfg, train_cfg)
 
 
-def load_run(root: str | Path, weights: str = WEIGHTS_FILE) -> Run:
-    """Open a run directory and load its selected model, in eval mode."""
-    root = Path(root)
+def model_dir(model: str | Path | None) -> Path:
+    """The run directory a ``--model`` value names: ``None`` or ``"default"`` is the shipped model
+    (lead I, 100 Hz; see the README's model card), anything else a run directory."""
+    if model is None or str(model) == DEFAULT_MODEL:
+        if not (DEFAULT_MODEL_DIR / WEIGHTS_FILE).is_file():
+            raise RunError(
+                "the default model is not installed in this copy of ecgbio; pass --model RUN_DIR",
+                DEFAULT_MODEL_DIR,
+            )
+        return DEFAULT_MODEL_DIR
+    return Path(model)
+
+
+def load_run(root: str | Path | None = DEFAULT_MODEL, weights: str = WEIGHTS_FILE) -> Run:
+    """Open a run directory (or the shipped default model) and load its selected model, in eval
+    mode."""
+    root = model_dir(root)
     config = read_run_config(root)
     try:
         classes = json.loads((root / CLASSES_FILE).read_text())["classes"]

@@ -11,6 +11,7 @@ from ecgbio.protocols import (
     MatchSet,
     cross_session_split,
     enrol_probe_split,
+    general_split,
     make_split,
     seed_split,
     unseen_split,
@@ -122,6 +123,27 @@ def test_unseen_folds_cover_every_person_once(store):
         assert not test_p & persons_of(store, unseen_split(store, folds=3, fold=f).train)
 
 
+def test_general_validates_across_records_of_persons_it_never_trains_on(store):
+    split = general_split(store, val_share=0.5)
+    val_p = persons_of(store, split.val.gallery)
+    multi = sum(n >= 2 for n in RECORDS_PER_PERSON)
+    assert len(val_p) == round(0.5 * multi) and split.test is None
+    assert not val_p & persons_of(store, split.train)
+    # every other person trains, multi-record ones with all their records
+    assert len(persons_of(store, split.train)) == len(RECORDS_PER_PERSON) - len(val_p)
+    assert not records_of(store, split.val.gallery) & records_of(store, split.val.probe)
+    everyone = general_split(store)  # the default: every multi-record person validates
+    assert len(persons_of(store, everyone.val.gallery)) == multi
+
+
+def test_general_spreads_capped_beats_over_the_record(store):
+    full, capped = general_split(store), general_split(store, max_beats_per_record=3)
+    first = store.index["record"].to_numpy()[full.train[0]]
+    rows = full.train[store.index["record"].to_numpy()[full.train] == first]
+    kept = capped.train[store.index["record"].to_numpy()[capped.train] == first]
+    assert len(kept) == 3 and kept[0] == rows[0] and kept[-1] == rows[-1]
+
+
 def test_enrol_probe_uses_the_earliest_record_as_gallery(store):
     split = enrol_probe_split(store)
     assert split.n_classes == 0 and len(split.train) == 0
@@ -162,6 +184,7 @@ def singles(tmp_path_factory) -> BeatStore:
         ("cross-session", "cross-session needs persons with >= 2 records; this store has none"),
         ("unseen", "unseen needs >= 2 persons with >= 2 records"),
         ("enrol-probe", "enrol-probe needs persons with >= 2 records; this store has none"),
+        ("general", "general needs >= 2 persons with >= 2 records"),
     ],
 )
 def test_protocols_refuse_stores_without_repeat_persons(singles, protocol, message):

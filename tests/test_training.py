@@ -161,6 +161,32 @@ def test_unseen_training_and_enrol_probe_evaluation(store, tmp_path):
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["rank1"] == figures["rank1"]
 
 
+def test_general_training_with_time_augmentation_has_no_test_set(store, tmp_path):
+    config = tiny_train(protocol="general", augment_stretch=0.08, augment_shift_s=0.02)
+    result = train(store, tmp_path / "g", TINY, config, progress=False, echo=None)
+    assert result.test == {} and {"rank1", "eer"} <= set(result.val)
+    assert (tmp_path / "g/thresholds.json").is_file()  # validated on persons: operating points
+    with pytest.raises(ConfigError, match="protocol general has no test set"):
+        evaluate_run(tmp_path / "g", store)
+    assert evaluate_run(tmp_path / "g", store, "enrol-probe")["persons"] == 8
+
+
+def test_warp_keeps_the_r_peak_and_moves_the_rest():
+    from ecgbio.training.augment import warp_beats
+
+    x = torch.zeros(64, 1, 70)
+    x[:, 0, 25] = 1.0  # an R-peak at index 25
+    x[:, 0, 45] = 0.5  # a T wave after it
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(warp_beats(x, gen, 25), x)  # nothing asked, nothing changed
+    stretched = warp_beats(x, gen, 25, stretch=0.2)
+    assert torch.allclose(stretched[:, 0, 25], torch.ones(64))  # the pivot stays put
+    t_wave = stretched[:, 0, 40:51].argmax(1) + 40
+    assert t_wave.min() < 45 < t_wave.max()  # ... the T wave moves with the stretch
+    shifted = warp_beats(x, gen, 25, shift=2.0)
+    assert (shifted[:, 0].argmax(1) - 25).abs().max() <= 2
+
+
 def test_evaluate_refuses_a_store_cut_differently(store, tmp_path):
     train(store, tmp_path / "r", TINY, tiny_train(), progress=False, echo=None)
     other = build_seed_store(tmp_path / "other")

@@ -23,6 +23,9 @@ class RecordSpec:
         order: position of the record among the person's records (0 = earliest), used where dates
             are missing or equal.
         extra: source-specific metadata kept in the store's records table (e.g. ``strat_fold``).
+        leads: lead names to read for this record instead of the store's (a database without the
+            store's lead lends its nearest one: MIT-BIH has no lead I, so ``MLII`` stands in). The
+            beats are stored under the store's lead names; the records table keeps what was read.
     """
 
     path: Path
@@ -31,6 +34,7 @@ class RecordSpec:
     session: str = ""
     order: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    leads: tuple[str, ...] = ()
 
     def __hash__(self) -> int:  # extra is a dict; identity is the record id
         return hash(self.record)

@@ -34,3 +34,30 @@ def augment_beats(
     base = offset * uniform(b, leads, 1) + drift * uniform(b, leads, 1) * ramp
     hiss = noise * torch.randn(b, leads, n, generator=generator)
     return x * gain + (base + hiss) * std
+
+
+def warp_beats(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    r_index: int,
+    stretch: float = 0.0,
+    shift: float = 0.0,
+) -> torch.Tensor:
+    """Random per-beat time stretch about the R-peak (x U(1-stretch, 1+stretch)) and shift.
+
+    Why: between sessions the heart rate changes (and with it the QT interval and the T wave's
+    place), and R-peak detection jitters by a sample or two; neither is identity. ``shift`` is in
+    samples; both are linear interpolations, edges clamped.
+    """
+    if not stretch and not shift:
+        return x
+    b, leads, n = x.shape
+    t = torch.arange(n, dtype=torch.float32).view(1, n)
+    factor = 1 + stretch * (torch.rand(b, 1, generator=generator) * 2 - 1)
+    offset = shift * (torch.rand(b, 1, generator=generator) * 2 - 1)
+    pos = (r_index + (t - r_index) * factor + offset).clamp(0, n - 1)
+    lo = pos.floor().long().clamp(max=n - 2)
+    frac = (pos - lo).unsqueeze(1).to(x.dtype)
+    lo = lo.unsqueeze(1).expand(b, leads, n)
+    left, right = x.gather(2, lo), x.gather(2, lo + 1)
+    return left + (right - left) * frac

@@ -49,7 +49,7 @@ from ecgbio.runs import (
     write_run_config,
 )
 from ecgbio.store import BeatStore
-from ecgbio.training.augment import augment_beats
+from ecgbio.training.augment import augment_beats, warp_beats
 from ecgbio.training.distributed import (
     DistContext,
     barrier,
@@ -260,10 +260,14 @@ class _Fetcher:
     def __init__(self, store: BeatStore, split: Split, config: TrainConfig) -> None:
         self.store, self.rows, self.labels = store, split.train, split.train_labels
         self.augment = config.augment
+        self.r_index = store.config.samples_before
+        self.stretch = config.augment_stretch
+        self.shift = config.augment_shift_s * store.config.rate
 
     def __call__(self, idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         x = torch.from_numpy(self.store.waves(self.rows[idx]))
         if self.augment:
+            x = warp_beats(x, generator, self.r_index, self.stretch, self.shift)
             x = augment_beats(x, generator)
         return x, torch.from_numpy(self.labels[idx]).long()
 
@@ -371,6 +375,8 @@ def _selection_score(val: dict[str, Any]) -> float:
 
 
 def _test(model: IdentityModel, store: BeatStore, split: Split) -> dict[str, Any]:
+    if split.test is None:  # a general model is tested on other databases
+        return {}
     if isinstance(split.test, ClassifySet):
         return evaluate_classify(model, store, split.test)
     closed = split.protocol == "cross-session"

@@ -1,0 +1,108 @@
+"""Train ecgbio's shipped default model: lead I, 100 Hz, on PTB-XL and MIT-BIH (never on ECG-ID).
+
+Data: every PTB-XL patient of ``--ptbxl`` (lead I) and the 47 MIT-BIH persons of ``--mitdb`` (MLII
+standing in for lead I, at most ``--mitdb-beats`` beats of each 30-minute record, spread over it).
+Selection: protocol ``general``: the PTB-XL patients with several records are held out and the model
+is selected on them, enrolled from their earliest record and probed with the later ones (another
+session, mostly another day), never on ECG-ID, which stays a database the model has not seen.
+
+    python -m experiments.train_default                   # train, print validation figures
+    python -m experiments.train_default --install         # ... and copy it into ecgbio/models/default
+
+``--stretch`` / ``--shift`` set the time augmentation (heart-rate stretch about the R-peak, R-peak
+jitter); the shipped model's values are the defaults here. Results: experiments/results/default-model.json
+(validation figures, wall time on this machine, command, commit).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from ecgbio.config import BeatConfig, ModelConfig, TrainConfig
+from ecgbio.provenance import SHARED_DATA
+from ecgbio.runs import CONFIG_FILE, METRICS_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
+from ecgbio.sources.mitdb import mitdb_records
+from ecgbio.sources.ptbxl import ptbxl_records
+from ecgbio.training import train
+from experiments._common import base_parser, cached_store, default_results, write_results
+
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ecgbio" / "models" / "default"
+SHIPPED_FILES = (CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE, METRICS_FILE)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = base_parser(__doc__, SHARED_DATA / "ptb-xl-subset")
+    parser.add_argument("--mitdb", type=Path, default=SHARED_DATA / "mitdb")
+    parser.add_argument("--mitdb-beats", type=int, default=100)
+    parser.add_argument("--stretch", type=float, default=0.08)
+    parser.add_argument("--shift", type=float, default=0.02, help="seconds")
+    parser.add_argument("--name", default="default", help="run name under --work")
+    parser.add_argument("--install", action="store_true", help="copy the run into the package")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    beat = BeatConfig(leads=("I",), rate=args.rate)
+    sources = {"ptbxl": str(args.root), "mitdb": str(args.mitdb)}
+    store = cached_store(
+        lambda: ptbxl_records(args.root, rate=args.rate) + mitdb_records(args.mitdb),
+        args.work / f"default-store-{args.rate}hz-I",
+        beat,
+        args.workers,
+        not args.quiet,
+        {"kind": "ptbxl+mitdb", **sources},
+    )
+    model = ModelConfig()
+    config = TrainConfig(
+        protocol="general",
+        epochs=args.epochs or 40,
+        batch_size=256,
+        m_per_class=4,
+        patience=8,
+        augment_stretch=args.stretch,
+        augment_shift_s=args.shift,
+        max_beats_per_record=args.mitdb_beats,
+        threads=args.threads,
+    )
+    run_dir = args.work / f"run-{args.name}"
+    result = train(
+        store,
+        run_dir,
+        model,
+        config,
+        overwrite=True,
+        progress=not args.quiet,
+        echo=None if args.quiet else print,
+    )
+    figures = {
+        "protocol": "general",
+        "validation": result.val,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs_run,
+        "split": result.split,
+        "store_beats": int(len(store.index)),
+        "model_config": model.__dict__,
+        "train_config": config.__dict__,
+        "train_beats_per_s": result.beats_per_s,
+        "train_wall_s": result.wall_s,
+        "run_dir": str(run_dir),
+    }
+    print(
+        f"default model: validation ({result.split['val_persons']} PTB-XL persons, other records) "
+        f"rank-1 {result.val['rank1']:.3f}, EER {result.val['eer']:.3f}; "
+        f"best epoch {result.best_epoch}/{result.epochs_run}; {result.wall_s / 60:.1f} min"
+    )
+    if args.install:
+        DEFAULT_DIR.mkdir(parents=True, exist_ok=True)
+        for name in SHIPPED_FILES:
+            shutil.copyfile(run_dir / name, DEFAULT_DIR / name)
+        print(f"installed -> {DEFAULT_DIR}")
+    path = default_results(args, f"default-model-{args.name}")
+    if path:
+        data = f"PTB-XL at {args.root} (CC BY 4.0) + MIT-BIH at {args.mitdb} (ODC-By 1.0)"
+        write_results(path, figures, started, data, beat)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
