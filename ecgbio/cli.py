@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ecgbio.cli_gallery import register as register_gallery_commands
+from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
 
@@ -558,6 +559,7 @@ def _median(values: Any) -> float:
 
 
 register_gallery_commands(app)
+register_report_command(app)
 
 
 def main() -> None:

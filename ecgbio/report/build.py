@@ -1,0 +1,228 @@
+"""EVAL_DIR or RUN_DIR -> a report folder: PNG figures and an HTML page that shows them.
+
+What a source gives:
+
+* an evaluation directory (``ecgbio evaluate --out EVAL_DIR``): ``metrics.json`` and
+  ``scores.npz``: the table, ROC, DET, score histograms, CMC (each with the other-day probes
+  when present) and rank-1 / EER against enrolment beats;
+* a run directory (``ecgbio train --out RUN_DIR``): ``config.json``, ``history.csv`` and
+  ``metrics.json`` (its ``test`` block): training curves, the table and the enrolment-beats
+  figure. A run keeps no comparison scores, and the report does not re-run the model to get
+  them (that needs the store, torch and minutes of CPU; a report should be quick and need only
+  the files): for ROC, DET, histograms and CMC run ``ecgbio evaluate --model RUN_DIR --store
+  STORE --out EVAL_DIR`` (the store the run was trained on is ``store`` in its config.json) and
+  report EVAL_DIR.
+
+Every file is written atomically; the page is written last, so a page always refers to PNGs that
+exist. An existing report is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecgbio.errors import ConfigError
+from ecgbio.io import atomic_open, atomic_write_text
+from ecgbio.report import figures as fig
+from ecgbio.report.page import Picture, render_page
+
+PAGE = "index.html"
+METRICS = "metrics.json"
+SCORES = "scores.npz"
+HISTORY = "history.csv"
+CONFIG = "config.json"
+
+
+@dataclass
+class Report:
+    """What :func:`make_report` wrote."""
+
+    source: str
+    kind: str  # "evaluation" or "run"
+    out: str
+    page: str
+    pictures: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"report of {self.kind} {self.source}: {self.page}",
+            f"{len(self.pictures)} figures: {', '.join(self.pictures) or 'none'}",
+        ]
+
+
+def make_report(
+    source: str | Path, out: str | Path | None = None, overwrite: bool = False
+) -> Report:
+    """Draw the figures of an evaluation or run directory and write ``out/index.html``.
+
+    Args:
+        source: EVAL_DIR (metrics.json + scores.npz) or RUN_DIR (config.json, history.csv,
+            metrics.json); see the module docstring for what each gives.
+        out: report folder (default ``source/report``).
+        overwrite: replace an existing report (its page and the PNGs this report draws).
+    """
+    src = Path(source)
+    if not src.is_dir():
+        raise ConfigError("no such evaluation or run directory", src)
+    metrics = _read_metrics(src)
+    is_run = (src / CONFIG).is_file() or (src / HISTORY).is_file()
+    headline = metrics.get("test", {}) if is_run else metrics
+    target = Path(out) if out is not None else src / "report"
+    if (target / PAGE).exists() and not overwrite:
+        raise ConfigError("a report already exists here (use --overwrite to replace it)", target)
+
+    pictures = [
+        *_score_pictures(src / SCORES),
+        *_training_pictures(src / HISTORY),
+        *_enrol_pictures(headline),
+    ]
+    for name, figure, _, _ in pictures:
+        with atomic_open(target / name, "wb") as handle:
+            handle.write(fig.png_bytes(figure))
+    rows = [("all probes", headline)] if headline else []
+    if isinstance(headline.get("other_day"), dict):
+        rows.append(("other-day probes", headline["other_day"]))
+    page = render_page(
+        f"ecgbio report: {src.resolve().name}",
+        _facts(src, metrics, headline, is_run),
+        rows,
+        [Picture(name, title, caption) for name, _, title, caption in pictures],
+    )
+    atomic_write_text(target / PAGE, page)
+    return Report(
+        str(src),
+        "run" if is_run else "evaluation",
+        str(target),
+        str(target / PAGE),
+        [p[0] for p in pictures],
+    )
+
+
+def _read_metrics(src: Path) -> dict[str, Any]:
+    path = src / METRICS
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            "no metrics.json: not an evaluation (ecgbio evaluate --out) or run directory", src
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"unreadable metrics.json ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("metrics.json does not hold an object", path)
+    return data
+
+
+def _facts(
+    src: Path, metrics: dict[str, Any], headline: dict[str, Any], is_run: bool
+) -> dict[str, Any]:
+    keys = ("protocol", "model", "store", "norm", "enrol_beats", "best_epoch", "epochs_run")
+    facts = {"source": str(src)}
+    facts.update({k: metrics[k] for k in keys if k in metrics})
+    if "norm" in headline and "norm" not in facts:
+        facts["norm"] = headline["norm"]
+    if is_run and not (src / SCORES).is_file():
+        facts["scores"] = (
+            "a run keeps no comparison scores: ecgbio evaluate --model RUN --store STORE --out "
+            "EVAL, then ecgbio report EVAL, for ROC, DET, histograms and CMC"
+        )
+    return facts
+
+
+Drawn = tuple[str, Any, str, str]  # file name, Figure, title, caption
+
+
+def _load_scores(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"unreadable scores file ({exc})", path) from None
+    missing = {"genuine", "impostor", "cmc", "eer_threshold"} - set(arrays)
+    if missing:
+        raise ConfigError(f"scores file lacks {', '.join(sorted(missing))}", path)
+    return arrays
+
+
+def _score_pictures(path: Path) -> list[Drawn]:
+    if not path.is_file():
+        return []
+    a = _load_scores(path)
+    pairs = {"all probes": (a["genuine"], a["impostor"])}
+    cmcs = {"all probes": a["cmc"]}
+    if "other_day_genuine" in a:
+        pairs["other-day probes"] = (a["other_day_genuine"], a["other_day_impostor"])
+        cmcs["other-day probes"] = a["other_day_cmc"]
+    norm = f" Scores: {a['norm']} normalisation." if "norm" in a else ""
+    return [
+        (
+            "roc.png",
+            fig.roc_figure(pairs),
+            "ROC",
+            "True accept rate against false accept rate (log scale), one point per threshold; "
+            "higher and further left is better." + norm,
+        ),
+        (
+            "det.png",
+            fig.det_figure(pairs),
+            "DET",
+            "False reject against false accept rate on normal-deviate axes (ticks in %); closer to "
+            "the lower left is better, and the EER is where the curve crosses the dotted diagonal.",
+        ),
+        (
+            "scores.png",
+            fig.histogram_figure(a["genuine"], a["impostor"], float(a["eer_threshold"])),
+            "Score distributions",
+            "Densities of genuine (same person) and impostor comparison scores; the dashed line is "
+            "the EER threshold: impostors right of it are false accepts, genuines left of it false "
+            "rejects.",
+        ),
+        (
+            "cmc.png",
+            fig.cmc_figure(cmcs),
+            "CMC",
+            "Share of probes whose person is among the top k gallery matches; rank 1 is "
+            "identification accuracy.",
+        ),
+    ]
+
+
+def _training_pictures(path: Path) -> list[Drawn]:
+    if not path.is_file():
+        return []
+    try:
+        history = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"unreadable training history ({exc})", path) from None
+    if "epoch" not in history or history.empty:
+        raise ConfigError("training history has no epochs", path)
+    return [
+        (
+            "training.png",
+            fig.training_figure(history),
+            "Training curves",
+            "Per epoch: training losses (left); training accuracy and the validation figures the "
+            "model was selected on (right, in %).",
+        ),
+    ]
+
+
+def _enrol_pictures(headline: dict[str, Any]) -> list[Drawn]:
+    by_k = headline.get("by_enrol_beats")
+    if not isinstance(by_k, dict) or not by_k:
+        return []
+    return [
+        (
+            "enrol_beats.png",
+            fig.enrol_beats_figure(by_k),
+            "Enrolment beats",
+            "Rank-1 and EER when each gallery template is the mean of only the first k beats of "
+            "the enrolment record ('all': every beat).",
+        ),
+    ]
