@@ -147,8 +147,9 @@ def prepare_ptbxl(
     root: Annotated[Path, typer.Option("--root", help="PTB-XL root (holds ptbxl_database.csv).")],
     out: Annotated[Path, typer.Option("--out", help="Beat store directory to create.")],
     rate: Annotated[
-        int, typer.Option("--rate", help="500 (records500) or 100 (records100).")
-    ] = 500,
+        int,
+        typer.Option("--rate", help="100 (records100, the default model's) or 500 (records500)."),
+    ] = _DEFAULT.rate,
     leads: Leads = "I",
     workers: Workers = 2,
     download: Annotated[

@@ -31,7 +31,9 @@ class BeatConfig:
 
     Attributes:
         leads: lead names to keep, in this order (``("I",)``), or ``("all",)`` for every lead.
-        rate: the pipeline's sampling rate in Hz; records are resampled to it.
+        rate: the pipeline's sampling rate in Hz; records are resampled to it. 100 Hz by default:
+            the shipped model's rate, PTB-XL's ``records100``, and enough for the 0.5-40 Hz band
+            that holds the beat's shape (a 500 Hz record loses nothing that identifies).
         before_s / after_s: window extent around the R-peak in seconds. The window has
             ``round(before_s*rate) + round(after_s*rate)`` samples and the R-peak sits at index
             ``round(before_s*rate)``. The seed notebook's 200 samples centred at 500 Hz are
@@ -56,7 +58,7 @@ class BeatConfig:
     """
 
     leads: tuple[str, ...] = ("I",)
-    rate: int = 500
+    rate: int = 100
     before_s: float = 0.25
     after_s: float = 0.45
     clean_method: str = "neurokit"
@@ -224,7 +226,8 @@ class TrainConfig:
             an AVX2-only CPU it was measured 12-30x slower (benchmarks/train_throughput.py).
         val_fraction: share of the held-out persons used for validation in the ``unseen``
             protocol; 0 keeps them all for test and validates on unseen training identities
-            instead (see :func:`ecgbio.protocols.unseen_split`).
+            instead (see :func:`ecgbio.protocols.unseen_split`); in the ``general``
+            protocol, the share of multi-record persons that validate (0: all of them).
         max_beats_per_record: cap beats per training record (0 = all).
     """
 

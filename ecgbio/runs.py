@@ -82,14 +82,20 @@ def save_weights(path: Path, module: torch.nn.Module) -> None:
         handle.write(save_safetensors(state))
 
 
-def load_weights(path: Path, module: torch.nn.Module) -> None:
-    """Load safetensors weights into ``module``; a mismatch is a clear error."""
+def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
+    """Load safetensors weights into ``module``; a mismatch is a clear error.
+
+    ``prefix`` loads only the entries under it (``"backbone."``: a pretrained backbone into a new
+    model whose heads have other classes, for fine-tuning).
+    """
     try:
         state = load_safetensors(path.read_bytes())
     except FileNotFoundError as exc:
         raise RunError("weights file not found", path) from exc
     except Exception as exc:  # safetensors raises its own error types on corrupt files
         raise RunError(f"corrupt weights file ({exc})", path) from exc
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:

@@ -54,15 +54,16 @@ def test_extraction_is_deterministic(record_factory):
 
 
 def test_corrupted_beat_is_rejected_for_quality(record_factory):
+    config = BeatConfig(rate=500)  # the sample offsets below are at 500 Hz
     sig = simulate_ecg(10, 500, heart_rate=60, seed=1)
     rec = read_record(record_factory("q", signal=sig))
-    clean_beats = extract_beats(rec, BeatConfig())
+    clean_beats = extract_beats(rec, config)
     # replace one beat's neighbourhood with large-ish noise of similar amplitude
     p = int(clean_beats.peaks[4])
     rng = np.random.default_rng(0)
     sig[p - 150 : p + 220, 0] = rng.normal(scale=0.4, size=370)
     sig[p, 0] = 1.2  # keep a spike so that a peak is still detected there
-    noisy = extract_beats(read_record(record_factory("q2", signal=sig)), BeatConfig())
+    noisy = extract_beats(read_record(record_factory("q2", signal=sig)), config)
     assert noisy.rejected >= 1
     assert len(noisy) < len(clean_beats) + 1
     assert noisy.quality.min() >= BeatConfig().min_quality

@@ -131,7 +131,7 @@ def test_beats_command_json_and_errors(ptbxl_root):
     result = run("beats", record, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["beats"] >= 5 and data["window_samples"] == 350 and data["leads"] == ["I"]
+    assert data["beats"] >= 5 and data["window_samples"] == 70 and data["leads"] == ["I"]
     assert_one_line_error(run("beats", record, "--leads", "X9"), record.name, "no lead 'X9'")
     assert_one_line_error(
         run("beats", record.parent / "missing.hea"), "missing.hea", "header file not found"

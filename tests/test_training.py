@@ -242,3 +242,29 @@ def test_training_is_deterministic(store, tmp_path):
     a = load_file(tmp_path / "a/model.safetensors")
     b = load_file(tmp_path / "b/model.safetensors")
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_fine_tuning_starts_from_the_pretrained_backbone(store, tmp_path):
+    train(store, tmp_path / "pre", TINY, tiny_train(), progress=False, echo=None)
+    config = tiny_train(epochs=1, lr=1e-12, augment=False)
+    train(
+        store, tmp_path / "ft", TINY, config, progress=False, echo=None, init_from=tmp_path / "pre"
+    )
+    pre, ft = load_run(tmp_path / "pre").model, load_run(tmp_path / "ft").model
+    weights = [k for k in pre.backbone.state_dict() if k.endswith("weight")]
+    for name in weights:  # lr ~0: the fine-tuned backbone is still the pretrained one
+        assert torch.allclose(pre.backbone.state_dict()[name], ft.backbone.state_dict()[name])
+    assert json.loads((tmp_path / "ft/config.json").read_text())["init_from"] == str(
+        tmp_path / "pre"
+    )
+    other = ModelConfig(widths=(8, 8), blocks=(1, 1), embedding_dim=16)
+    with pytest.raises(RunError, match="same model config"):
+        train(
+            store,
+            tmp_path / "x",
+            other,
+            config,
+            progress=False,
+            echo=None,
+            init_from=tmp_path / "pre",
+        )

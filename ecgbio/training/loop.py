@@ -43,6 +43,7 @@ from ecgbio.runs import (
     RunError,
     load_torch_state,
     load_weights,
+    model_dir,
     read_run_config,
     save_torch_state,
     save_weights,
@@ -89,6 +90,7 @@ def train(
     progress: bool = True,
     echo: Echo | None = print,
     split: Split | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train an :class:`IdentityModel` on ``store`` under ``train_config.protocol``.
 
@@ -98,6 +100,8 @@ def train(
         resume: continue from ``out/checkpoint`` (same configs required).
         split: a ready split (experiments that vary protocols' parameters); default: the named
             protocol with ``train_config``'s options.
+        init_from: fine-tune: start from this run's backbone (``"default"``: the shipped model);
+            its model config must equal ``model_config``. The heads start afresh (other classes).
     """
     start = time.perf_counter()
     ctx = init_distributed()
@@ -126,12 +130,18 @@ def train(
     in_leads = store.beats.shape[1]
     torch.manual_seed(train_config.seed)  # the initial weights, ArcFace centres included
     model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
+    if init_from is not None:
+        source = model_dir(init_from)
+        if read_run_config(source).get("model") != to_dict(model_config):
+            raise RunError("fine-tuning needs the same model config as the pretrained run", source)
+        load_weights(source / WEIGHTS_FILE, model.backbone, prefix="backbone.")
     extra = {
         "protocol": split.protocol,
         "split": split.info,
         "store": str(store.root.resolve()),
         "store_created": store.manifest.get("created"),
         "leads": list(store.leads),
+        "init_from": str(model_dir(init_from)) if init_from is not None else None,
     }
     # Every rank checks before anyone writes, so all ranks see the same state and raise alike.
     _check_run_dir(out, resume, overwrite, model_config, train_config)
