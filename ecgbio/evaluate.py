@@ -74,7 +74,7 @@ def evaluate_match(
     classes: Sequence[str] | None = None,
     batch_size: int = 1024,
     norm: str = "none",
-    ci_boot: int = CI_BOOT,
+    ci_boot: int = 0,
     scores_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Biometric figures for gallery vs probe records (see module docstring).
@@ -86,8 +86,9 @@ def evaluate_match(
             the softmax head's beat- and record-level accuracy.
         norm: score normalisation of the template scores (:func:`gallery_cohort_norm`); the
             beat-level rank-1 stays on raw cosine (it ranks single beats, not comparisons).
-        ci_boot: bootstrap resamples of the headline EER interval (0: none; training's
-            per-epoch validation passes the default, a second at most on its set sizes).
+        ci_boot: bootstrap resamples of the headline EER interval (0, the default: none, so that
+            training's per-epoch validation does not pay ~1 s an epoch for an interval it never
+            reads; :func:`evaluate_run` asks for ``CI_BOOT``).
         scores_out: when given, filled with the headline's arrays (see :func:`score_arrays`).
     """
     index = store.index
