@@ -17,10 +17,12 @@ from ecgbio.config import BeatConfig
 from ecgbio.errors import BeatError, ConfigError, LeadError
 from ecgbio.records import Recording, normalize_lead_name, read_record
 
-#: R-peak detectors offered (``neurokit2.ecg_peaks`` methods), each measured on all 48 MIT-BIH
-#: records by ``experiments/rpeaks_mitdb.py`` (README). ``christov2004`` (+P 54 %, 15 s a record) and
-#: ``emrich2023`` (needs the optional ``ts2vg`` package) are left out.
+#: R-peak detectors offered, each measured on all 48 MIT-BIH records by
+#: ``experiments/rpeaks_mitdb.py`` (README): ecgbio's own Pan-Tompkins (:mod:`ecgbio.peaks`) and
+#: ``neurokit2.ecg_peaks`` methods. ``christov2004`` (+P 54 %, 15 s a record) and ``emrich2023``
+#: (needs the optional ``ts2vg`` package) are left out.
 DETECTORS = (
+    "ecgbio_pantompkins",
     "rodrigues2021",
     "neurokit",
     "pantompkins1985",
@@ -84,6 +86,8 @@ def clean(signal: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray
 def detect_rpeaks(signal: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray:
     """R-peak sample indices of a single-lead raw signal (mV), with the detector's own pre-filter.
 
+    ``ecgbio_pantompkins`` is :func:`ecgbio.peaks.pan_tompkins`; the others are ``neurokit2``'s.
+
     Args:
         signal: 1-D raw lead in millivolts.
         fs: sampling rate in Hz.
@@ -93,6 +97,13 @@ def detect_rpeaks(signal: np.ndarray, fs: float, method: str = "neurokit") -> np
 
     if method not in DETECTORS:
         raise ConfigError(f"unknown R-peak detector {method!r}; choose from {', '.join(DETECTORS)}")
+    if method == "ecgbio_pantompkins":
+        from ecgbio.peaks import pan_tompkins
+
+        try:
+            return pan_tompkins(signal, fs)  # its own band-pass: no pre-filter
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     sr = int(round(fs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
