@@ -19,7 +19,7 @@ import typer
 
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
-from ecgbio.config import BeatConfig, parse_leads
+from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
 
 EXIT_ERROR = 2
@@ -371,13 +371,17 @@ def train_cmd(
 @app.command("evaluate")
 @handle_errors
 def evaluate_cmd(
-    model: Annotated[Path, typer.Option("--model", help="Run directory.")],
     store: Annotated[Path, typer.Option("--store", help="Beat store.")],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="Run directory, or 'default': the model shipped with ecgbio."),
+    ] = DEFAULT_MODEL,
     protocol: Annotated[
         str,
         typer.Option(
             "--protocol",
-            help="The run's protocol (default), or enrol-probe for a store of unseen persons.",
+            help="The run's protocol (default; enrol-probe for the default model), or "
+            "enrol-probe for a store of persons the model never saw.",
         ),
     ] = "",
     enrol_beats: Annotated[

@@ -442,6 +442,8 @@ def evaluate_run(
     store = store if isinstance(store, BeatStore) else BeatStore.open(store)
     check_compatible(run.beat, store)
     name = protocol or run.train_config.protocol
+    if not protocol and name == "general":  # a general model is tested on persons it never saw
+        name = "enrol-probe"
     split = make_split(
         store, name, seed=run.train_config.seed, val_fraction=run.train_config.val_fraction
     )

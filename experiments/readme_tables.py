@@ -93,7 +93,65 @@ def protocols_table() -> str:
     return "\n".join(rows) if found else "_no results yet_"
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"rpeaks": rpeaks_table, "protocols": protocols_table}
+def _ci(d: dict[str, Any]) -> str:
+    ci = d.get("eer_ci")
+    return f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
+
+
+def _spread(d: dict[str, Any], key: str, scale: float = 1.0, digits: int = 3) -> str:
+    return f" ± {scale * d[key + '_std']:.{digits}f}" if f"{key}_std" in d else ""
+
+
+def ecgid_table() -> str:
+    """ECG-ID: the default model unseen, fine-tuned on other folds' persons, and closed-set."""
+    rows = [
+        "| setting | persons / probes | rank-1 | rank-5 | EER % (95 % CI) | TAR@FAR 1 % | "
+        "TAR@FAR 0.1 % | other-day probes: rank-1 / EER % | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    found = []
+    for mode in ("unseen", "finetuned", "closed"):
+        d = _load(f"ecgid-{mode}")
+        if d is None:
+            continue
+        found.append((mode, d))
+        other = d.get("other_day")
+        other_text = (
+            f"{other['rank1']:.3f} / {100 * other['eer']:.1f} ({other['probes']} probes)"
+            if other
+            else "–"
+        )
+        label = {
+            "unseen": "default model as shipped (never saw ECG-ID)",
+            "finetuned": f"fine-tuned on the other folds' persons ({len(d.get('folds', []))} folds,"
+            " mean ± SD)",
+            "closed": "closed set: trained on all records but each person's last",
+        }[mode]
+        if mode == "closed" and "softmax" in d:
+            label += f"; softmax record accuracy {d['softmax']['record_accuracy']:.3f}"
+        rows.append(
+            f"| {label} | {d['persons']} / {d['probes']} | **{d['rank1']:.3f}**{_spread(d, 'rank1')} | "
+            f"{d['rank5']:.3f} | {100 * d['eer']:.1f}{_spread(d, 'eer', 100, 1)}{_ci(d)} | "
+            f"{d['tar@far=0.01']:.3f} | {d['tar@far=0.001']:.3f} | {other_text} | "
+            f"`{d['command']}` |"
+        )
+    if not found:
+        return "_no results yet: run `python -m experiments.ecgid --mode unseen`_"
+    unseen = dict(found).get("unseen")
+    if unseen and unseen.get("by_enrol_beats"):
+        by_k = unseen["by_enrol_beats"]
+        cells = ", ".join(
+            f"{k}: {v['rank1']:.3f} / {100 * v['eer']:.1f} %" for k, v in by_k.items()
+        )
+        rows += ["", f"Default model, rank-1 / EER against the beats enrolled from rec_1: {cells}."]
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "rpeaks": rpeaks_table,
+    "protocols": protocols_table,
+    "ecgid": ecgid_table,
+}
 
 
 def render_readme(text: str) -> str:

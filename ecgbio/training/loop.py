@@ -25,6 +25,7 @@ from torch.utils.data import BatchSampler
 from ecgbio.config import ModelConfig, TrainConfig, save_json, to_dict
 from ecgbio.errors import ConfigError
 from ecgbio.evaluate import (
+    CI_BOOT,
     ENROL_BEATS,
     evaluate_classify,
     evaluate_match,
@@ -391,7 +392,12 @@ def _test(model: IdentityModel, store: BeatStore, split: Split) -> dict[str, Any
         return evaluate_classify(model, store, split.test)
     closed = split.protocol == "cross-session"
     return evaluate_match(
-        model, store, split.test, enrol_beats=ENROL_BEATS, classes=split.classes if closed else None
+        model,
+        store,
+        split.test,
+        enrol_beats=ENROL_BEATS,
+        classes=split.classes if closed else None,
+        ci_boot=CI_BOOT,
     )
 
 
