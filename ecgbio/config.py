@@ -32,8 +32,8 @@ class BeatConfig:
     Attributes:
         leads: lead names to keep, in this order (``("I",)``), or ``("all",)`` for every lead.
         rate: the pipeline's sampling rate in Hz; records are resampled to it. 100 Hz by default:
-            the shipped model's rate, PTB-XL's ``records100``, and enough for the 0.5-40 Hz band
-            that holds the beat's shape (a 500 Hz record loses nothing that identifies).
+            the shipped model's rate and PTB-XL's ``records100``; it keeps the 0.5-40 Hz band that
+            holds most of a beat's shape.
         before_s / after_s: window extent around the R-peak in seconds. The window has
             ``round(before_s*rate) + round(after_s*rate)`` samples and the R-peak sits at index
             ``round(before_s*rate)``. The seed notebook's 200 samples centred at 500 Hz are

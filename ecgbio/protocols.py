@@ -24,6 +24,7 @@ without dates use recording order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,15 +264,9 @@ def unseen_split(
             "records): use folds",
             store.root,
         )
-    classes = sorted(train_records["person"].unique())
-    label_of = {p: i for i, p in enumerate(classes)}
-    train, train_y = [], []
-    for record, person in zip(train_records["record"], train_records["person"], strict=True):
-        rows = np.sort(rows_by_record[record])
-        if max_beats_per_record:
-            rows = rows[:max_beats_per_record]
-        train.append(rows)
-        train_y += [label_of[person]] * len(rows)
+    classes, train, train_y = _person_classes(
+        train_records, rows_by_record, lambda rows: rows[: max_beats_per_record or None]
+    )
     info = {
         "train_identities": len(classes),
         "train_records": int(len(train_records)),
@@ -283,8 +278,8 @@ def unseen_split(
     return Split(
         "unseen",
         classes,
-        np.concatenate(train),
-        np.asarray(train_y),
+        train,
+        train_y,
         val,
         _gallery_probe(records, rows_by_record, test_persons),
         info,
@@ -317,22 +312,18 @@ def general_split(
     if train_records["person"].nunique() < 2:
         raise ConfigError("general leaves fewer than 2 training identities", store.root)
     rows_by_record = store.index.groupby("record").indices
-    classes = sorted(train_records["person"].unique())
-    label_of = {p: i for i, p in enumerate(classes)}
-    train, train_y = [], []
-    for record, person in zip(train_records["record"], train_records["person"], strict=True):
-        rows = _spread(np.sort(rows_by_record[record]), max_beats_per_record)
-        train.append(rows)
-        train_y += [label_of[person]] * len(rows)
+    classes, train, train_y = _person_classes(
+        train_records, rows_by_record, lambda rows: _spread(rows, max_beats_per_record)
+    )
     info = {
         "train_identities": len(classes),
         "train_records": int(len(train_records)),
-        "train_beats": int(sum(len(r) for r in train)),
+        "train_beats": len(train),
         "val_persons": len(val_persons),
         "test_persons": 0,
     }
     val = _gallery_probe(records, rows_by_record, val_persons)
-    return Split("general", classes, np.concatenate(train), np.asarray(train_y), val, None, info)
+    return Split("general", classes, train, train_y, val, None, info)
 
 
 def _spread(rows: np.ndarray, k: int) -> np.ndarray:
@@ -363,6 +354,23 @@ def enrol_probe_split(store: BeatStore) -> Split:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+def _person_classes(
+    train_records: pd.DataFrame,
+    rows_by_record: dict,
+    pick: Callable[[np.ndarray], np.ndarray],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Training persons as softmax classes: (classes, beat rows, labels), ``pick`` choosing the
+    beats kept of each record (in time order)."""
+    classes = sorted(train_records["person"].unique())
+    label_of = {p: i for i, p in enumerate(classes)}
+    train, train_y = [], []
+    for record, person in zip(train_records["record"], train_records["person"], strict=True):
+        rows = pick(np.sort(rows_by_record[record]))
+        train.append(rows)
+        train_y += [label_of[person]] * len(rows)
+    return classes, np.concatenate(train), np.asarray(train_y)
+
+
 def _gallery_probe(records: pd.DataFrame, rows_by_record: dict, persons: set[str]) -> MatchSet:
     chosen = records[records["person"].isin(persons)]
     first = chosen.groupby("person").head(1)["record"]

@@ -22,14 +22,14 @@ from pathlib import Path
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig
 from ecgbio.provenance import SHARED_DATA
-from ecgbio.runs import CONFIG_FILE, METRICS_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
+from ecgbio.runs import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
 from ecgbio.sources.mitdb import mitdb_records
 from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.training import train
 from experiments._common import base_parser, cached_store, default_results, write_results
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ecgbio" / "models" / "default"
-SHIPPED_FILES = (CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE, METRICS_FILE)
+SHIPPED_FILES = (CONFIG_FILE, CLASSES_FILE, WEIGHTS_FILE, THRESHOLDS_FILE, METRICS_FILE)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name in SHIPPED_FILES:
             shutil.copyfile(run_dir / name, DEFAULT_DIR / name)
         print(f"installed -> {DEFAULT_DIR}")
-    path = default_results(args, f"default-model-{args.name}")
+    suffix = "" if args.name == "default" else f"-{args.name}"
+    path = default_results(args, f"default-model{suffix}")
     if path:
         data = f"PTB-XL at {args.root} (CC BY 4.0) + MIT-BIH at {args.mitdb} (ODC-By 1.0)"
         write_results(path, figures, started, data, beat)
