@@ -81,7 +81,11 @@ Normalize = Annotated[
     str, typer.Option("--normalize", help="Amplitude normalisation: none, record or beat.")
 ]
 PeakMethod = Annotated[
-    str, typer.Option("--peak-method", help="R-peak detector (neurokit2 method).")
+    str,
+    typer.Option(
+        "--peak-method",
+        help="R-peak detector: a neurokit2 method or ecgbio_pantompkins (README: MIT-BIH table).",
+    ),
 ]
 MinQuality = Annotated[
     float,

@@ -147,7 +147,74 @@ def ecgid_table() -> str:
     return "\n".join(rows)
 
 
+def default_model_table() -> str:
+    """The shipped model's card: what it was trained on, how it was selected, what it cost."""
+    d = _load("default-model")
+    if d is None:
+        return "_no results yet: run `python -m experiments.train_default --install`_"
+    split, val, cfg = d["split"], d["validation"], d["train_config"]
+    hw = d["hardware"]
+    rows = [
+        "| | |",
+        "|---|---|",
+        f"| training data | {d['data']}: {split['train_identities']:,} identities, "
+        f"{split['train_records']:,} records, {split['train_beats']:,} training beats |",
+        f"| selection | {split['val_persons']} persons with several records (PTB-XL patients and "
+        f"MIT-BIH's 201/202), never trained on: enrolled from their earliest record, probed "
+        f"with the later ones; best epoch "
+        f"{d['best_epoch']} of {d['epochs']} (rank-1 minus EER) |",
+        f"| validation figures | rank-1 {val['rank1']:.3f}, rank-5 {val['rank5']:.3f}, "
+        f"EER {100 * val['eer']:.1f} %, AUC {val['auc']:.3f} |",
+        f"| training | {cfg['metric_loss']} + softmax, {cfg['batch_size']} beats a batch "
+        f"({cfg['m_per_class']} per identity), AdamW lr {cfg['lr']:g}, time stretch "
+        f"+-{100 * cfg['augment_stretch']:.0f} %, shift +-{1000 * cfg['augment_shift_s']:.0f} ms, "
+        f"{d['train_beats_per_s']:.0f} beats/s |",
+        f"| wall time | {d['wall_time_s'] / 60:.0f} min on {hw['cpu']}, {hw['cores']} cores "
+        f"({cfg['threads'] or 'default'} torch thread(s), beside other jobs) |",
+        f"| command | `{d['command']}` |",
+    ]
+    return "\n".join(rows)
+
+
+def speed_table() -> str:
+    """Speed on real records (benchmarks/real_speed.py): prepare, identify, train."""
+    path = REPO / "benchmarks" / "results" / "real_speed.json"
+    if not path.exists():
+        return "_no results yet: run `python -m benchmarks.real_speed --model default`_"
+    d = json.loads(path.read_text())
+    rows = ["| what | figure |", "|---|---|"]
+    for p in d["prepare"]:
+        rows.append(
+            f"| `prepare` {p['source']} ({p['records']:,} records, {p['workers']} workers) | "
+            f"{p['records_per_s']:.1f} records/s, {p['beats_per_s']:.0f} beats/s |"
+        )
+    ident = d["identify"]
+    for name, probe in ident["probes"].items():
+        ms = probe["ms"]
+        rows.append(
+            f"| `identify` one 10 s record, 1 thread, gallery of {ident['gallery_persons']} "
+            f"({name}: {probe['probe']}) | **{ms['identify']['median_ms']:.1f} ms** median "
+            f"(p90 {ms['identify']['p90_ms']:.1f}): read {ms['read']['median_ms']:.1f}, beats "
+            f"{ms['beats']['median_ms']:.1f}, embed {ms['embed']['median_ms']:.1f}, search "
+            f"{ms['search']['median_ms']:.2f} (FAISS alone {ms['faiss']['median_ms']:.2f}) |"
+        )
+    rows.append(
+        f"| apart | model load {1000 * ident['model_load_s']:.0f} ms, gallery open "
+        f"{1000 * ident['gallery_open_s']:.1f} ms |"
+    )
+    t = d["training"]
+    rows.append(
+        f"| training, default architecture, {t['threads']} threads | {t['beats_per_s']:.0f} "
+        f"beats/s ({t['train_identities']:,} identities) |"
+    )
+    hw = d["hardware"]
+    rows += ["", f"{hw['cpu']}, {hw['cores']} cores; command: `{d['command']}`."]
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "speed": speed_table,
+    "default-model": default_model_table,
     "rpeaks": rpeaks_table,
     "protocols": protocols_table,
     "ecgid": ecgid_table,

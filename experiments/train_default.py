@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         "run_dir": str(run_dir),
     }
     print(
-        f"default model: validation ({result.split['val_persons']} PTB-XL persons, other records) "
+        f"default model: validation ({result.split['val_persons']} persons, later records) "
         f"rank-1 {result.val['rank1']:.3f}, EER {result.val['eer']:.3f}; "
         f"best epoch {result.best_epoch}/{result.epochs_run}; {result.wall_s / 60:.1f} min"
     )

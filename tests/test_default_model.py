@@ -1,0 +1,60 @@
+"""The shipped default model: it loads offline with no training step, and recognises real people.
+
+The real-data test is the user's first five minutes on ECG-ID: enrol persons from their ``rec_1``
+through the CLI with no ``--model``, then identify and verify their ``rec_2``. ECG-ID was never
+used to train or select the default model (see experiments/train_default.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ecgbio.cli import app
+from ecgbio.runs import DEFAULT_MODEL_DIR, load_run
+from tests.conftest import shared
+
+runner = CliRunner()
+#: ECG-ID persons whose rec_2 exists, spread over the database (fixed, not chosen by the outcome).
+PERSONS = [f"Person_{i:02d}" for i in range(1, 90, 8)]
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_default_model_ships_inside_the_package():
+    files = {p.name: p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "classes.json", "thresholds.json"} <= set(files)
+    assert sum(files.values()) < 10 * 2**20  # a few MB
+    model = load_run("default")
+    assert model.beat.leads == ("I",) and model.beat.rate == 100
+    assert model.train_config.protocol == "general"
+    assert not any(c.startswith("Person_") for c in model.classes)  # never saw ECG-ID
+
+
+@pytest.mark.realdata
+def test_enrol_ecgid_rec1_and_identify_rec2_with_the_default_model(tmp_path):
+    root = shared("ecg-id-database-1.0.0")
+    gallery = tmp_path / "gallery"
+    for person in PERSONS:
+        result = run("enroll", root / person / "rec_1.hea", "--gallery", gallery, "--id", person)
+        assert result.exit_code == 0, result.output
+    listed = json.loads(run("gallery", "list", gallery, "--json").stdout)
+    assert {p["name"] for p in listed["persons"]} == set(PERSONS)
+    top1 = 0
+    for person in PERSONS:
+        result = run("identify", root / person / "rec_2.hea", "--gallery", gallery, "--json")
+        assert result.exit_code in (0, 1), result.output  # recognised or 'unknown'
+        answer = json.loads(result.stdout)
+        top1 += answer["candidates"][0]["person"] == person
+    assert top1 >= len(PERSONS) - 2, f"{top1}/{len(PERSONS)} rec_2 identified at rank 1"
+    claim = run(
+        "verify", root / PERSONS[0] / "rec_2.hea", "--gallery", gallery, "--claim", PERSONS[0]
+    )
+    impostor = run(
+        "verify", root / PERSONS[1] / "rec_2.hea", "--gallery", gallery, "--claim", PERSONS[0]
+    )
+    assert claim.exit_code in (0, 1) and impostor.exit_code == 1, impostor.output
