@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
+from ecgbio.cli_common import AsJson, emit, handle_errors
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
-
-EXIT_ERROR = 2
 
 app = typer.Typer(
     name="ecgbio",
@@ -38,43 +36,12 @@ app.add_typer(prepare_app, name="prepare")
 app.add_typer(download_app, name="download")
 app.add_typer(store_app, name="store")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(func: F) -> F:
-    """Turn ecgbio errors (and Ctrl-C) into a one-line message and a non-zero exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except EcgbioError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_ERROR) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: nothing half-written was kept; rerun to resume", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def emit(data: dict[str, Any], as_json: bool, lines: list[str] | None = None) -> None:
-    """Print ``data`` as JSON for scripts, or ``lines`` for people."""
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    elif lines != []:
-        typer.echo(
-            "\n".join(lines if lines is not None else [f"{k}: {v}" for k, v in data.items()])
-        )
-
-
 # Shared options -------------------------------------------------------------------------------
 Leads = Annotated[str, typer.Option("--leads", help="Lead names, comma-separated, or 'all'.")]
 Rate = Annotated[
     int, typer.Option("--rate", help="Pipeline sampling rate in Hz (records are resampled to it).")
 ]
 Workers = Annotated[int, typer.Option("--workers", "-j", help="Processes to use.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Before = Annotated[float, typer.Option("--before", help="Window start, seconds before the R-peak.")]
 After = Annotated[float, typer.Option("--after", help="Window end, seconds after the R-peak.")]
 Normalize = Annotated[
@@ -239,7 +206,9 @@ def prepare_wfdb(
 @handle_errors
 def download_ptbxl_cmd(
     root: Annotated[Path, typer.Option("--root", help="Where to put PTB-XL.")],
-    rate: Annotated[int, typer.Option("--rate", help="500, 100, or 0 for both.")] = 500,
+    rate: Annotated[
+        int, typer.Option("--rate", help="100 (the default model's), 500, or 0 for both.")
+    ] = _DEFAULT.rate,
     url: Annotated[str, typer.Option("--url", help="Dataset root URL (a mirror).")] = "",
     workers: Workers = 4,
     quiet: Quiet = False,
@@ -280,7 +249,12 @@ def train_cmd(
     store: Annotated[Path, typer.Option("--store", help="Beat store (from `ecgbio prepare`).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
     protocol: Annotated[
-        str, typer.Option("--protocol", help="seed, cross-session or unseen.")
+        str,
+        typer.Option(
+            "--protocol",
+            help="seed, cross-session, unseen, or general (every person trains but a "
+            "validation slice; no test set).",
+        ),
     ] = "unseen",
     epochs: Annotated[int, typer.Option("--epochs")] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
@@ -367,7 +341,10 @@ def train_cmd(
         [
             f"run {result.run_dir}: best epoch {result.best_epoch} of "
             f"{result.epochs_run}, {result.classes} classes",
-            "test " + _figures_line(result.test),
+            "test " + _figures_line(result.test)
+            if result.test
+            else "no test set (protocol general: evaluate with --protocol enrol-probe on a "
+            "database the model never saw)",
         ],
     )
 
@@ -404,6 +381,9 @@ def evaluate_cmd(
         Path | None,
         typer.Option("--out", help="Write metrics.json and scores.npz (for `ecgbio report`) here."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an evaluation already in --out.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Evaluate a trained model on a store under a protocol."""
@@ -414,7 +394,13 @@ def evaluate_cmd(
 
         torch.set_num_threads(threads)
     figures = evaluate_run(
-        model, store, protocol or None, enrol_beats=enrol_beats, out=out, norm=norm or DEFAULT_NORM
+        model,
+        store,
+        protocol or None,
+        enrol_beats=enrol_beats,
+        out=out,
+        norm=norm or DEFAULT_NORM,
+        overwrite=overwrite,
     )
     head = f"{figures['protocol']} on {store}"
     if "norm" in figures:

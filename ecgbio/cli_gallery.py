@@ -1,13 +1,7 @@
 """``ecgbio enroll / identify / verify / gallery ...``: a thin typer layer over :class:`Gallery`.
 
-Mounted by ``ecgbio/cli.py`` at its end::
-
-    from ecgbio.cli_gallery import register
-    register(app)
-
-This module does not import :mod:`ecgbio.cli` when it is imported (``cli.py`` imports this module
-while it is itself still being imported); the shared ``handle_errors`` and ``emit`` are looked up
-when a command runs, so either module can be imported first.
+Mounted by ``ecgbio/cli.py`` (``register(app)``); the error wrapper and printer come from
+:mod:`ecgbio.cli_common`, shared by every command module.
 
 Exit codes: 0 success (``verify``: accepted; ``identify``: someone recognised), 1 a negative answer
 (``verify``: rejected; ``identify``: unknown), 2 an error (one line on stderr).
@@ -15,13 +9,12 @@ Exit codes: 0 success (``verify``: accepted; ``identify``: someone recognised), 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ecgbio.cli_common import AsJson, emit, handle_errors
 from ecgbio.config import DEFAULT_MODEL
 from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE
 from ecgbio.gallery.quality import QualityGate
@@ -32,19 +25,17 @@ if TYPE_CHECKING:
 
 EXIT_NO = 1  # verify rejected / identify unknown
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 ModelDir = Annotated[
     str,
     typer.Option(
         "--model",
         help="Run directory of a trained model (from `ecgbio train`), or 'default': the lead-I "
-        "model shipped with ecgbio.",
+        "model shipped with ecgbio (a run directory named default: ./default).",
     ),
 ]
 GalleryOpt = Annotated[Path, typer.Option("--gallery", help="Gallery directory.")]
 GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 MaxBeats = Annotated[
     int, typer.Option("--max-beats", help="Use only the first K usable beats of a record (0: all).")
 ]
@@ -60,24 +51,6 @@ Threshold = Annotated[
     float | None,
     typer.Option("--threshold", help="Use this cosine threshold instead (overrides --far)."),
 ]
-
-
-def handle_errors(func: F) -> F:
-    """``ecgbio.cli.handle_errors``, resolved when the command runs (no import cycle)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ecgbio.cli import handle_errors as shared
-
-        return shared(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def emit(data: dict[str, Any], as_json: bool, lines: list[str] | None = None) -> None:
-    from ecgbio.cli import emit as shared
-
-    shared(data, as_json, lines)
 
 
 def _open(gallery: Path, model: str | None = None) -> Gallery:

@@ -1,32 +1,17 @@
 """``ecgbio report``: figures and an HTML page from an evaluation or run directory.
 
-Mounted by ``ecgbio/cli.py`` (``register(app)``), like :mod:`ecgbio.cli_gallery`; the shared
-``handle_errors`` and ``emit`` are looked up when the command runs, so importing this module never
-imports :mod:`ecgbio.cli` (which imports this one) or matplotlib (which only ``report`` needs).
+Mounted by ``ecgbio/cli.py`` (``register(app)``), like :mod:`ecgbio.cli_gallery`; importing this
+module never imports matplotlib (which only ``report`` needs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(func: F) -> F:
-    """``ecgbio.cli.handle_errors``, resolved when the command runs (no import cycle)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ecgbio.cli import handle_errors as shared
-
-        return shared(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+from ecgbio.cli_common import AsJson, emit, handle_errors
 
 
 @handle_errors
@@ -44,10 +29,9 @@ def report_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing report.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Draw ROC, DET, score histograms, CMC, training curves and an HTML page of the figures."""
-    from ecgbio.cli import emit
     from ecgbio.report import make_report
 
     report = make_report(source, out, overwrite=overwrite)

@@ -102,7 +102,7 @@ def run_demo(
         echo=lambda line: say("      " + line),
     )
     say(f"[4/5] ecgbio evaluate --model {run_dir} --store {store} --protocol enrol-probe")
-    figures = evaluate_run(run_dir, store, "enrol-probe", out=out / "eval")
+    figures = evaluate_run(run_dir, store, "enrol-probe", out=out / "eval", overwrite=True)
     chance = 1.0 / max(figures["persons"], 1)
     say(
         f"      {figures['persons']} unseen persons enrolled from their first session; "

@@ -419,6 +419,7 @@ def evaluate_run(
     out: str | Path | None = None,
     norm: str = DEFAULT_NORM,
     ci_boot: int = CI_BOOT,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Load a run, split ``store`` by ``protocol`` (default: the run's) and evaluate its test set.
 
@@ -430,7 +431,9 @@ def evaluate_run(
             classification protocols (``seed``) have no comparison scores and ignore it.
         ci_boot: bootstrap resamples of the headline EER's 95 % interval (0: none).
         out: directory for ``metrics.json`` (the figures) and, for gallery-probe protocols,
-            ``scores.npz`` (the arrays behind them, see :func:`save_scores`).
+            ``scores.npz`` (the arrays behind them, see :func:`save_scores`). An earlier
+            evaluation there is replaced only with ``overwrite``; a run directory is refused (its
+            own ``metrics.json`` is the training record).
     """
     from ecgbio.config import save_json, to_dict
     from ecgbio.protocols import make_split
@@ -438,6 +441,8 @@ def evaluate_run(
 
     if norm not in NORMS:
         raise ConfigError(f"unknown score normalisation {norm!r}: choose from {', '.join(NORMS)}")
+    if out is not None:
+        _check_out(Path(out), overwrite)
     run = load_run(run_dir)
     store = store if isinstance(store, BeatStore) else BeatStore.open(store)
     check_compatible(run.beat, store)
@@ -487,8 +492,18 @@ def evaluate_run(
     if out is not None:
         if arrays:
             save_scores(Path(out) / SCORES_FILE, arrays, norm)
+        else:  # a classification protocol: no scores, and none left from an earlier evaluation
+            (Path(out) / SCORES_FILE).unlink(missing_ok=True)
         save_json(Path(out) / "metrics.json", figures)
     return figures
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write an evaluation over a run directory, or over an evaluation unasked."""
+    if (out / "config.json").exists():
+        raise ConfigError("this is a run directory; write the evaluation elsewhere (--out)", out)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise ConfigError("an evaluation exists here; use --overwrite to replace it", out)
 
 
 SCORES_FILE = "scores.npz"
@@ -524,6 +539,9 @@ def check_compatible(beat: Any, store: BeatStore) -> None:
         mismatches.append(f"leads {store.leads} != {list(beat.leads)}")
     if mismatches:
         raise ConfigError(
-            "store was prepared differently from the model's beats (" + "; ".join(mismatches) + ")",
+            "store was prepared differently from the model's beats ("
+            + "; ".join(mismatches)
+            + f"); prepare it again with --rate {beat.rate} --before {beat.before_s} "
+            f"--after {beat.after_s} --normalize {beat.normalize}",
             store.root,
         )

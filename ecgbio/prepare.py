@@ -109,6 +109,12 @@ class PrepareSummary:
 def prepare_record(seq: int, spec: RecordSpec, config: BeatConfig) -> RecordResult:
     """Prepare one record; never raises for bad data (the reason is returned)."""
     try:
+        if spec.leads and (config.all_leads or len(spec.leads) != len(config.leads)):
+            raise StoreError(
+                f"record {spec.record} reads leads {','.join(spec.leads)} in place of the "
+                f"store's {','.join(config.leads)}: they must be as many",
+                spec.path,
+            )
         rec = read_record(
             spec.path,
             leads=spec.leads or config.leads,

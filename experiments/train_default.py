@@ -2,9 +2,10 @@
 
 Data: every PTB-XL patient of ``--ptbxl`` (lead I) and the 47 MIT-BIH persons of ``--mitdb`` (MLII
 standing in for lead I, at most ``--mitdb-beats`` beats of each 30-minute record, spread over it).
-Selection: protocol ``general``: the PTB-XL patients with several records are held out and the model
-is selected on them, enrolled from their earliest record and probed with the later ones (another
-session, mostly another day), never on ECG-ID, which stays a database the model has not seen.
+Selection: protocol ``general``: the persons with several records (PTB-XL patients, and MIT-BIH's
+201/202) are held out and the model is selected on them, enrolled from their earliest record and
+probed with the later ones (another session, mostly another day), never on ECG-ID, which stays a
+database the model has not seen.
 
     python -m experiments.train_default                   # train, print validation figures
     python -m experiments.train_default --install         # ... and copy it into ecgbio/models/default
@@ -16,12 +17,13 @@ jitter); the shipped model's values are the defaults here. Results: experiments/
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 
-from ecgbio.config import BeatConfig, ModelConfig, TrainConfig
-from ecgbio.provenance import SHARED_DATA
+from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, save_json
+from ecgbio.provenance import REPO, SHARED_DATA
 from ecgbio.runs import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
 from ecgbio.sources.mitdb import mitdb_records
 from ecgbio.sources.ptbxl import ptbxl_records
@@ -30,6 +32,15 @@ from experiments._common import base_parser, cached_store, default_results, writ
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ecgbio" / "models" / "default"
 SHIPPED_FILES = (CONFIG_FILE, CLASSES_FILE, WEIGHTS_FILE, THRESHOLDS_FILE, METRICS_FILE)
+
+
+def strip_machine_paths(config_path: Path) -> None:
+    """The shipped config names its training store relative to the repository, not this machine."""
+    config = json.loads(config_path.read_text())
+    store = Path(config.get("store", ""))
+    if store.is_absolute() and store.is_relative_to(REPO):
+        config["store"] = store.relative_to(REPO).as_posix()
+    save_json(config_path, config)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         DEFAULT_DIR.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
             shutil.copyfile(run_dir / name, DEFAULT_DIR / name)
+        strip_machine_paths(DEFAULT_DIR / CONFIG_FILE)
         print(f"installed -> {DEFAULT_DIR}")
     suffix = "" if args.name == "default" else f"-{args.name}"
     path = default_results(args, f"default-model{suffix}")

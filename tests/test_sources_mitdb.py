@@ -8,7 +8,7 @@ import pytest
 
 from ecgbio.config import BeatConfig
 from ecgbio.errors import EcgbioError
-from ecgbio.prepare import prepare_store
+from ecgbio.prepare import prepare_record, prepare_store
 from ecgbio.sources.mitdb import mitdb_records
 from ecgbio.store import BeatStore
 from tests.conftest import shared, simulate_ecg, write_wfdb
@@ -31,6 +31,13 @@ def test_mlii_stands_in_for_lead_i_and_201_202_are_one_person(tmp_path: Path):
     assert set(ok["leads"]) == {"MLII"}  # ... with what was read kept in the records table
     rejected = store.records[store.records["status"] != "ok"]
     assert "no lead 'MLII'" in rejected["reason"].iloc[0]
+
+
+def test_a_stand_in_lead_must_match_the_store_s_lead_count(tmp_path: Path):
+    write_wfdb(tmp_path / "db", "100", simulate_ecg(8, 360, n_leads=2), 360, ["MLII", "V1"])
+    spec = mitdb_records(tmp_path / "db")[0]
+    result = prepare_record(0, spec, BeatConfig(leads=("I", "II")))
+    assert "must be as many" in result.error and "mitdb/100" in result.error
 
 
 def test_empty_folder_is_a_clear_error(tmp_path: Path):

@@ -169,6 +169,12 @@ def test_general_training_with_time_augmentation_has_no_test_set(store, tmp_path
     with pytest.raises(ConfigError, match="protocol general has no test set"):
         evaluate_run(tmp_path / "g", store, "general")
     assert evaluate_run(tmp_path / "g", store)["protocol"] == "enrol-probe"  # its natural test
+    evaluate_run(tmp_path / "g", store, out=tmp_path / "ev")
+    with pytest.raises(ConfigError, match="an evaluation exists here; use --overwrite"):
+        evaluate_run(tmp_path / "g", store, out=tmp_path / "ev")
+    evaluate_run(tmp_path / "g", store, out=tmp_path / "ev", overwrite=True)
+    with pytest.raises(ConfigError, match="this is a run directory"):
+        evaluate_run(tmp_path / "g", store, out=tmp_path / "g", overwrite=True)
 
 
 def test_warp_keeps_the_r_peak_and_moves_the_rest():
@@ -258,6 +264,17 @@ def test_fine_tuning_starts_from_the_pretrained_backbone(store, tmp_path):
         tmp_path / "pre"
     )
     other = ModelConfig(widths=(8, 8), blocks=(1, 1), embedding_dim=16)
+    other_store = build_ptbxl_store(tmp_path / "s500", rate=500)
+    with pytest.raises(ConfigError, match="store was prepared differently"):
+        train(
+            other_store,
+            tmp_path / "y",
+            TINY,
+            config,
+            progress=False,
+            echo=None,
+            init_from=tmp_path / "pre",
+        )
     with pytest.raises(RunError, match="same model config"):
         train(
             store,

@@ -2,7 +2,7 @@
 
 What it adds to a model trained on 10 s records: the beat-to-beat variability of one heart over half an
 hour (ectopic beats, rate changes, posture, noise). It has no lead I, so MLII, the limb lead it records
-in 45 of its 48 records, stands in (records 102 and 104 lack it and are rejected with that reason).
+in 46 of its 48 records, stands in (records 102 and 104 lack it and are rejected with that reason).
 Records 201 and 202 come from one person (the database's documentation). Ids are prefixed with
 ``mitdb`` so they cannot collide with another database's in a combined store (PTB-XL's ecg_id 100 and
 MIT-BIH's record 100 are different people).

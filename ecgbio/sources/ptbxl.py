@@ -83,7 +83,7 @@ class DownloadSummary:
 
 def download_ptbxl(
     root: str | os.PathLike[str],
-    rate: int | None = 500,
+    rate: int | None = 100,
     base_url: str = PTBXL_URL,
     workers: int = 4,
     progress: bool = True,
@@ -445,13 +445,13 @@ class PtbxlScan:
     missing: list[int]
 
 
-def ptbxl_records(root: str | os.PathLike[str], rate: int = 500) -> list[RecordSpec]:
+def ptbxl_records(root: str | os.PathLike[str], rate: int = 100) -> list[RecordSpec]:
     """The records present under ``root`` at ``rate`` (see :func:`scan_ptbxl`, which also says
     how many listed records are absent)."""
     return scan_ptbxl(root, rate).specs
 
 
-def scan_ptbxl(root: str | os.PathLike[str], rate: int = 500) -> PtbxlScan:
+def scan_ptbxl(root: str | os.PathLike[str], rate: int = 100) -> PtbxlScan:
     """List the PTB-XL records whose files exist at ``rate``, with identity and session labels.
 
     Each spec has ``person`` = patient_id, ``record`` = ecg_id, ``session`` = recording day, and

@@ -22,11 +22,12 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
 from torch.utils.data import BatchSampler
 
-from ecgbio.config import ModelConfig, TrainConfig, save_json, to_dict
+from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, from_dict, save_json, to_dict
 from ecgbio.errors import ConfigError
 from ecgbio.evaluate import (
     CI_BOOT,
     ENROL_BEATS,
+    check_compatible,
     evaluate_classify,
     evaluate_match,
     validation_thresholds,
@@ -133,8 +134,10 @@ def train(
     model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
     if init_from is not None:
         source = model_dir(init_from)
-        if read_run_config(source).get("model") != to_dict(model_config):
+        pretrained = read_run_config(source)
+        if pretrained.get("model") != to_dict(model_config):
             raise RunError("fine-tuning needs the same model config as the pretrained run", source)
+        check_compatible(from_dict(BeatConfig, pretrained["beat"]), store)  # same beats, too
         load_weights(source / WEIGHTS_FILE, model.backbone, prefix="backbone.")
     extra = {
         "protocol": split.protocol,
