@@ -405,7 +405,8 @@ def evaluate_cmd(
     head = f"{figures['protocol']} on {store}"
     if "norm" in figures:
         head += f" (score norm {figures['norm']})"
-    emit(figures, as_json, [f"{head}: " + _figures_line(figures)])
+    warnings = [f"warning: {w}" for w in figures.get("warnings", [])]
+    emit(figures, as_json, [f"{head}: " + _figures_line(figures), *warnings])
 
 
 def _figures_line(figures: dict[str, Any]) -> str:

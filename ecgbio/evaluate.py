@@ -18,6 +18,7 @@ so that ``ecgbio report`` can draw ROC, DET, histograms and CMC without the mode
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -482,6 +483,7 @@ def evaluate_run(
         )
     figures = {
         "protocol": name,
+        "warnings": _training_data_warnings(run, store),
         "model": str(run.root),
         "store": str(store.root),
         "enrol_beats": enrol_beats,
@@ -496,6 +498,30 @@ def evaluate_run(
             (Path(out) / SCORES_FILE).unlink(missing_ok=True)
         save_json(Path(out) / "metrics.json", figures)
     return figures
+
+
+#: A PTB-XL record path (``records100/00000/00001_lr``), whatever folder the database sits in.
+PTBXL_RECORD = r"records(?:100|500)/\d{5}/\d{5}_(?:lr|hr)$"
+
+
+def _training_data_warnings(run: Any, store: BeatStore) -> list[str]:
+    """Say so when the shipped model is evaluated on the databases it was trained on.
+
+    (A run of one's own is split by its protocol, which keeps test persons out of training; the
+    shipped model's training store is not shipped, so its databases are recognised by source.)
+    """
+    from ecgbio.runs import DEFAULT_MODEL_DIR
+
+    if run.root.resolve() != DEFAULT_MODEL_DIR.resolve():
+        return []
+    source = json.dumps(store.manifest.get("source") or {}).lower()
+    ptbxl_paths = store.records["path"].astype(str).str.contains(PTBXL_RECORD).any()
+    if ptbxl_paths or any(name in source for name in ("ptbxl", "ptb-xl", "mitdb")):
+        return [
+            "the default model was trained on PTB-XL and MIT-BIH records: figures on them are "
+            "not those of people it never saw"
+        ]
+    return []
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -218,7 +218,31 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+def score_norm_table() -> str:
+    """Score normalisations: rank-1 and EER (95 % CI) per measurement, and the rule's choice."""
+    d = _load("score-norm")
+    if d is None:
+        return "_no results yet: run `python -m experiments.score_norm`_"
+    names = list(d["figures"])
+    head = " | ".join(f"{n}: rank-1 / EER % (95 % CI)" for n in names)
+    rows = [f"| norm | {head} |", "|---" * (len(names) + 1) + "|"]
+    for norm in ("none", "z", "t", "s", "as"):
+        cells = []
+        for name in names:
+            f = d["figures"][name][norm]
+            cells.append(f"{f['rank1']:.3f} / {100 * f['eer']:.1f}{_ci(f)}")
+        rows.append(f"| {norm} | " + " | ".join(cells) + " |")
+    what = "; ".join(f"{n}: {d['figures'][n]['what']}" for n in names)
+    rows += [
+        "",
+        f"Chosen: **{d['chosen']}** ({d['why']}). Rule, fixed before measuring: {d['rule']}. "
+        f"Measured: {what}. Command: `{d['command']}`.",
+    ]
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "score-norm": score_norm_table,
     "speed": speed_table,
     "default-model": default_model_table,
     "rpeaks": rpeaks_table,

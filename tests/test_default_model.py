@@ -59,3 +59,12 @@ def test_enrol_ecgid_rec1_and_identify_rec2_with_the_default_model(tmp_path):
     )
     assert claim.exit_code == 0, claim.output  # the same person, another record
     assert impostor.exit_code == 1, impostor.output
+
+
+def test_evaluate_with_the_default_model_warns_on_its_training_databases(tmp_path):
+    from tests.fixtures import build_ptbxl_store
+
+    store = build_ptbxl_store(tmp_path)  # PTB-XL-shaped (synthetic): its source says ptbxl
+    result = run("evaluate", "--store", store, "--protocol", "enrol-probe")
+    assert result.exit_code == 0, result.output
+    assert "warning: the default model was trained on PTB-XL and MIT-BIH" in result.output

@@ -572,7 +572,10 @@ UNIT = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: znorm(SCORES, ENROL_COHORT[:1]), "enrolment cohort scores have 1 rows, expected 2"),
+        (
+            lambda: znorm(SCORES, ENROL_COHORT[:1]),
+            "enrolment cohort scores have 1 rows, expected 2",
+        ),
         (lambda: tnorm(SCORES, PROBE_COHORT.T[:, :1]), "cohort has 1 member(s)"),
         (lambda: znorm(SCORES, [[0.1, 0.1], [0.0, 0.2]]), "enrolment 0 has constant cohort"),
         (lambda: znorm(SCORES[0], ENROL_COHORT), "scores must be a 2-D array"),
@@ -588,8 +591,10 @@ UNIT = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
         (lambda: ScoreNormalizer("z").fit(UNIT[:1]), "cohort has 1 member(s)"),
         (lambda: ScoreNormalizer("as", top_k=4).fit(UNIT), "top_k=4 exceeds the cohort size 3"),
         (lambda: ScoreNormalizer("t").fit(UNIT)(SCORES[:1, :1]), "needs the probe embeddings"),
-        (lambda: ScoreNormalizer("z").fit(UNIT)([[0.5]], np.ones((1, 3)) / 3**0.5),
-         "dimension 3, the cohort's is 2"),
+        (
+            lambda: ScoreNormalizer("z").fit(UNIT)([[0.5]], np.ones((1, 3)) / 3**0.5),
+            "dimension 3, the cohort's is 2",
+        ),
         (lambda: ScoreNormalizer("z").fit(UNIT)(SCORES, UNIT[:1]), "1 enrolment embeddings for 2"),
     ],
 )

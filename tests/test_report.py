@@ -132,3 +132,13 @@ def test_report_of_a_missing_dir_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "empty").mkdir()
     empty = CliRunner().invoke(app, ["report", str(tmp_path / "empty")])
     assert empty.exit_code == EXIT_ERROR and "no metrics.json" in empty.output
+
+
+def test_report_of_malformed_files_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "metrics.json").write_text('{"test": 5}')
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert result.exit_code == EXIT_ERROR
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "malformed evaluation files" in lines[0], result.output

@@ -126,8 +126,9 @@ def test_gross_statistics_sum_counts() -> None:
 
 
 def test_reference_beats_keep_beat_symbols_only() -> None:
-    ann = SimpleNamespace(sample=np.array([5, 18, 40, 77, 90, 120, 150]),
-                          symbol=["+", "N", "~", "V", "|", "/", "!"])
+    ann = SimpleNamespace(
+        sample=np.array([5, 18, 40, 77, 90, 120, 150]), symbol=["+", "N", "~", "V", "|", "/", "!"]
+    )
     assert reference_beats(ann).tolist() == [18, 77, 120]
     assert {"+", "~", "|", "!", '"', "x"}.isdisjoint(BEAT_SYMBOLS)
     assert len(BEAT_SYMBOLS) == 19
@@ -160,8 +161,9 @@ def test_default_detector_on_mitdb_record_100() -> None:
     assert reference.size == 2273
     config = BeatConfig()
     peaks = detect_rpeaks(rec.signal[0], rec.fs, config.peak_method)
-    refined = refine_peaks(clean(rec.signal[:1], rec.fs, config.clean_method)[0], peaks, rec.fs,
-                           config.refine_window_s)  # what the pipeline cuts windows around
+    refined = refine_peaks(
+        clean(rec.signal[:1], rec.fs, config.clean_method)[0], peaks, rec.fs, config.refine_window_s
+    )  # what the pipeline cuts windows around
     for found in (peaks, refined):
         m = match_peaks(found, reference, round(0.050 * rec.fs))
         assert m.sensitivity >= 0.995, m

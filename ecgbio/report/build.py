@@ -77,6 +77,29 @@ def make_report(
     if (target / PAGE).exists() and not overwrite:
         raise ConfigError("a report already exists here (use --overwrite to replace it)", target)
 
+    try:  # files edited by hand or from another version: one clear line, not a traceback
+        pictures, page = _draw(src, target, metrics, headline, is_run)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ConfigError(
+            f"malformed evaluation files ({type(exc).__name__}: {exc}); re-run ecgbio evaluate",
+            src,
+        ) from None
+    atomic_write_text(target / PAGE, page)
+    return Report(
+        str(src),
+        "run" if is_run else "evaluation",
+        str(target),
+        str(target / PAGE),
+        [p[0] for p in pictures],
+    )
+
+
+def _draw(
+    src: Path, target: Path, metrics: dict[str, Any], headline: Any, is_run: bool
+) -> tuple[list[Drawn], str]:
+    """Write the PNGs and return them with the page's HTML (written last, by the caller)."""
+    if not isinstance(headline, dict):
+        raise TypeError("the headline figures are not an object")
     pictures = [
         *_score_pictures(src / SCORES),
         *_training_pictures(src / HISTORY),
@@ -94,14 +117,7 @@ def make_report(
         rows,
         [Picture(name, title, caption) for name, _, title, caption in pictures],
     )
-    atomic_write_text(target / PAGE, page)
-    return Report(
-        str(src),
-        "run" if is_run else "evaluation",
-        str(target),
-        str(target / PAGE),
-        [p[0] for p in pictures],
-    )
+    return pictures, page
 
 
 def _read_metrics(src: Path) -> dict[str, Any]:
