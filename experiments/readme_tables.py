@@ -133,6 +133,12 @@ def ecgid_table() -> str:
             "is over a smaller gallery than the 89 of the other rows)",
             "closed": "closed set: trained on all records but each person's last",
         }[mode]
+        if mode == "finetuned" and "not_finetuned" in d:
+            base = d["not_finetuned"]
+            label += (
+                f"; the model as shipped on the same folds: rank-1 {base['rank1']:.3f}, "
+                f"EER {100 * base['eer']:.1f} %"
+            )
         if mode == "closed" and "softmax" in d:
             label += f"; softmax record accuracy {d['softmax']['record_accuracy']:.3f}"
         rows.append(
@@ -179,6 +185,14 @@ def default_model_table() -> str:
         f"({cfg['threads'] or 'default'} torch thread(s), beside other jobs) |",
         f"| command | `{d['command']}` |",
     ]
+    ablation = _load("default-model-noaug")
+    if ablation is not None:
+        v = ablation["validation"]
+        rows.append(
+            f"| without the time stretch/shift | validation rank-1 {v['rank1']:.3f}, EER "
+            f"{100 * v['eer']:.1f} % (best epoch {ablation['best_epoch']}): the augmentation is "
+            f"kept on this evidence; `{ablation['command']}` |"
+        )
     return "\n".join(rows)
 
 
