@@ -24,14 +24,28 @@ from pathlib import Path
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, save_json
 from ecgbio.provenance import REPO, SHARED_DATA
-from ecgbio.runs import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, THRESHOLDS_FILE, WEIGHTS_FILE
+from ecgbio.runs import (
+    CLASSES_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+)
 from ecgbio.sources.mitdb import mitdb_records
 from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.training import train
 from experiments._common import base_parser, cached_store, default_results, write_results
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ecgbio" / "models" / "default"
-SHIPPED_FILES = (CONFIG_FILE, CLASSES_FILE, WEIGHTS_FILE, THRESHOLDS_FILE, METRICS_FILE)
+SHIPPED_FILES = (
+    CONFIG_FILE,
+    CLASSES_FILE,
+    WEIGHTS_FILE,
+    THRESHOLDS_FILE,
+    METRICS_FILE,
+    HISTORY_FILE,
+)
 
 
 def strip_machine_paths(config_path: Path) -> None:

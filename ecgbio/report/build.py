@@ -73,6 +73,8 @@ def make_report(
     metrics = _read_metrics(src)
     is_run = (src / CONFIG).is_file() or (src / HISTORY).is_file()
     headline = metrics.get("test", {}) if is_run else metrics
+    if out is None and _inside_package(src):
+        raise ConfigError("this folder is part of the installed ecgbio package; choose --out", src)
     target = Path(out) if out is not None else src / "report"
     if (target / PAGE).exists() and not overwrite:
         raise ConfigError("a report already exists here (use --overwrite to replace it)", target)
@@ -118,6 +120,12 @@ def _draw(
         [Picture(name, title, caption) for name, _, title, caption in pictures],
     )
     return pictures, page
+
+
+def _inside_package(path: Path) -> bool:
+    """The shipped model's folder (and any other in the package) is not a place to write."""
+    package = Path(__file__).resolve().parents[1]
+    return path.resolve().is_relative_to(package)
 
 
 def _read_metrics(src: Path) -> dict[str, Any]:
