@@ -603,3 +603,14 @@ def test_open_store_never_creates_files(tmp_path):
     with pytest.raises(GalleryError, match="no gallery here"):
         GalleryStore.open(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fpir_warning_grows_with_the_gallery():
+    from ecgbio.gallery.thresholds import OperatingPoint, fpir_warning
+
+    point = OperatingPoint(0.6, "far=0.01", 0.01, "model")
+    assert fpir_warning(point, 5) is None  # 1 - 0.99^5 = 4.9 %: below the warning level
+    text = fpir_warning(point, 90)  # 1 - 0.99^90 = 60 %
+    assert text is not None and "90 persons" in text and "60%" in text
+    assert fpir_warning(OperatingPoint(0.6, "far=0.001", 0.001, "model"), 90) is None
+    assert fpir_warning(OperatingPoint(0.6, "manual", None, "manual"), 90) is None

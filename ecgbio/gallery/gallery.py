@@ -42,6 +42,7 @@ from ecgbio.gallery.thresholds import (
     DEFAULT_MARGIN,
     MODEL_THRESHOLDS_FILE,
     OperatingPoint,
+    fpir_warning,
     open_set,
     read_table,
     resolve,
@@ -455,6 +456,7 @@ class Gallery:
         if not ranked[0]:
             raise GalleryError("the gallery has no enrolled persons", self.path)
         person, reason = open_set(ranked[0], point, margin)
+        caution = fpir_warning(point, self.store.counts()[0])
         return Identification(
             probe=info,
             candidates=[Candidate(i, n, s) for i, (n, s) in enumerate(ranked[0][:top_k], 1)],
@@ -463,7 +465,7 @@ class Gallery:
             operating_point=point,
             margin=margin,
             index=kind,
-            warnings=warnings + ([point.warning] if point.warning else []),
+            warnings=warnings + [w for w in (point.warning, caution) if w],
         )
 
     def verify(

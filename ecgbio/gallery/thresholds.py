@@ -171,6 +171,29 @@ def resolve(
     )
 
 
+#: warn when an unknown probe would pass the threshold against someone this often (FPIR bound)
+FPIR_WARNING = 0.1
+
+
+def fpir_warning(point: OperatingPoint, persons: int) -> str | None:
+    """Open-set caution: a FAR is per comparison, and an unknown probe is compared with everyone.
+
+    With ``persons`` enrolled, a stranger passes the threshold against at least one of them with
+    probability up to ``1 - (1 - FAR)^persons`` (the false-positive identification rate, FPIR, if
+    comparisons were independent); say so when that exceeds :data:`FPIR_WARNING`.
+    """
+    if point.far is None or point.point in ("eer", "manual") or persons < 2:
+        return None
+    fpir = 1 - (1 - point.far) ** persons
+    if fpir <= FPIR_WARNING:
+        return None
+    return (
+        f"{persons} persons enrolled: a stranger passes a FAR {point.far:g} threshold against "
+        f"someone with probability up to {fpir:.0%} (FPIR); for open-set use choose a lower "
+        "--far (e.g. 0.001) or calibrate the gallery"
+    )
+
+
 def open_set(
     scores: list[tuple[str, float]], point: OperatingPoint, margin: float
 ) -> tuple[str | None, str]:
