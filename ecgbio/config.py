@@ -218,6 +218,8 @@ class TrainConfig:
             fraction (0.08 = up to +-8 %): heart-rate changes between sessions.
         augment_shift_s: with ``augment``, random shift of each beat by up to this many seconds:
             R-peak jitter.
+        augment_smooth: with ``augment``, random 3-tap low-pass of strength up to this (0-0.33):
+            recorders' different bandwidths.
         patience: stop after this many epochs without a better validation score (0 = never).
         seed: seeds every random choice (weights, batches, augmentation).
         num_workers: DataLoader worker processes.
@@ -248,6 +250,7 @@ class TrainConfig:
     augment: bool = True
     augment_stretch: float = 0.0
     augment_shift_s: float = 0.0
+    augment_smooth: float = 0.0
     patience: int = 8
     seed: int = 0
     num_workers: int = 0
@@ -278,10 +281,15 @@ class TrainConfig:
             raise ConfigError(
                 "at least one of the softmax and metric losses needs a positive weight"
             )
-        if not 0 <= self.augment_stretch < 0.5 or self.augment_shift_s < 0:
+        if (
+            not 0 <= self.augment_stretch < 0.5
+            or self.augment_shift_s < 0
+            or not 0 <= self.augment_smooth <= 1 / 3
+        ):
             raise ConfigError(
-                f"augment_stretch must be in [0, 0.5) and augment_shift_s >= 0, got "
-                f"{self.augment_stretch}, {self.augment_shift_s}"
+                f"augment_stretch must be in [0, 0.5), augment_shift_s >= 0 and augment_smooth "
+                f"in [0, 1/3], got {self.augment_stretch}, {self.augment_shift_s}, "
+                f"{self.augment_smooth}"
             )
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

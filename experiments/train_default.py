@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mitdb-beats", type=int, default=100)
     parser.add_argument("--stretch", type=float, default=0.08)
     parser.add_argument("--shift", type=float, default=0.02, help="seconds")
+    parser.add_argument("--smooth", type=float, default=0.0, help="recorder bandwidth jitter")
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         val_fraction=0.0,  # general: every multi-record PTB-XL patient validates
         augment_stretch=args.stretch,
         augment_shift_s=args.shift,
+        augment_smooth=args.smooth,
         max_beats_per_record=args.mitdb_beats,
         threads=args.threads,
     )

@@ -285,3 +285,18 @@ def test_fine_tuning_starts_from_the_pretrained_backbone(store, tmp_path):
             echo=None,
             init_from=tmp_path / "pre",
         )
+
+
+def test_smoothing_keeps_the_mean_and_softens_the_peak():
+    from ecgbio.training.augment import smooth_beats
+
+    x = torch.zeros(16, 1, 70)
+    x[:, 0, 25] = 1.0
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(smooth_beats(x, gen, 0.0), x)
+    y = smooth_beats(x, gen, 0.3)
+    assert torch.allclose(y.sum(-1), x.sum(-1))  # a low-pass: nothing added or lost
+    assert (y[:, 0, 25] <= 1).all() and (y[:, 0, 25] >= 0.4).all()  # softened, not erased
+    assert torch.allclose(y[:, 0, 24], y[:, 0, 26])  # symmetric: no shift of the R-peak
+    with pytest.raises(ConfigError, match="augment_smooth"):
+        TrainConfig(augment_smooth=0.5)

@@ -61,3 +61,20 @@ def warp_beats(
     lo = lo.unsqueeze(1).expand(b, leads, n)
     left, right = x.gather(2, lo), x.gather(2, lo + 1)
     return left + (right - left) * frac
+
+
+def smooth_beats(
+    x: torch.Tensor, generator: torch.Generator, strength: float = 0.0
+) -> torch.Tensor:
+    """Random per-beat 3-tap low-pass ``[a, 1 - 2a, a]`` with ``a ~ U(0, strength)``.
+
+    Why: recorders differ in bandwidth and filtering (a hospital 12-lead cart, a handheld lead-I
+    device), which softens or sharpens the QRS; that is the device, not the person.
+    """
+    if not strength:
+        return x
+    b = x.shape[0]
+    a = (torch.rand(b, 1, 1, generator=generator) * strength).to(x.dtype)
+    left = torch.cat([x[..., :1], x[..., :-1]], dim=-1)
+    right = torch.cat([x[..., 1:], x[..., -1:]], dim=-1)
+    return (1 - 2 * a) * x + a * (left + right)

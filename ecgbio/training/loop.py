@@ -52,7 +52,7 @@ from ecgbio.runs import (
     write_run_config,
 )
 from ecgbio.store import BeatStore
-from ecgbio.training.augment import augment_beats, warp_beats
+from ecgbio.training.augment import augment_beats, smooth_beats, warp_beats
 from ecgbio.training.distributed import (
     DistContext,
     barrier,
@@ -277,11 +277,13 @@ class _Fetcher:
         self.r_index = store.config.samples_before
         self.stretch = config.augment_stretch
         self.shift = config.augment_shift_s * store.config.rate
+        self.smooth = config.augment_smooth
 
     def __call__(self, idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         x = torch.from_numpy(self.store.waves(self.rows[idx]))
         if self.augment:
             x = warp_beats(x, generator, self.r_index, self.stretch, self.shift)
+            x = smooth_beats(x, generator, self.smooth)
             x = augment_beats(x, generator)
         return x, torch.from_numpy(self.labels[idx]).long()
 
