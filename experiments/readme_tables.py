@@ -185,13 +185,14 @@ def default_model_table() -> str:
         f"({cfg['threads'] or 'default'} torch thread(s), beside other jobs) |",
         f"| command | `{d['command']}` |",
     ]
-    ablation = _load("default-model-noaug")
-    if ablation is not None:
-        v = ablation["validation"]
+    for path in sorted(RESULTS.glob("default-model-*.json")):  # variants, selected against
+        variant = json.loads(path.read_text())
+        v, c = variant["validation"], variant["train_config"]
         rows.append(
-            f"| without the time stretch/shift | validation rank-1 {v['rank1']:.3f}, EER "
-            f"{100 * v['eer']:.1f} % (best epoch {ablation['best_epoch']}): the augmentation is "
-            f"kept on this evidence; `{ablation['command']}` |"
+            f"| variant: stretch +-{100 * c['augment_stretch']:.0f} %, shift "
+            f"+-{1000 * c['augment_shift_s']:.0f} ms, smoothing {c.get('augment_smooth', 0):g} | "
+            f"validation rank-1 {v['rank1']:.3f}, EER {100 * v['eer']:.1f} % (best epoch "
+            f"{variant['best_epoch']}); `{variant['command']}` |"
         )
     return "\n".join(rows)
 

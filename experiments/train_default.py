@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.copyfile(run_dir / name, DEFAULT_DIR / name)
         strip_machine_paths(DEFAULT_DIR / CONFIG_FILE)
         print(f"installed -> {DEFAULT_DIR}")
-    suffix = "" if args.name == "default" else f"-{args.name}"
+    suffix = "" if args.name == "default" else "-" + args.name.removeprefix("default-")
     path = default_results(args, f"default-model{suffix}")
     if path:
         data = f"PTB-XL at {args.root} (CC BY 4.0) + MIT-BIH at {args.mitdb} (ODC-By 1.0)"
