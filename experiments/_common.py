@@ -79,6 +79,20 @@ def ptbxl_store(args: argparse.Namespace, beat: BeatConfig, name: str = "") -> B
     )
 
 
+def ecgid_store(root: Path, work: Path, beat: BeatConfig, progress: bool) -> BeatStore:
+    """The ECG-ID store at ``root`` cut with ``beat`` (a model's), prepared once under ``work``."""
+    from ecgbio.sources.folder import folder_records
+
+    return cached_store(
+        lambda: folder_records(root),
+        work / f"ecgid-{beat.rate}hz",
+        beat,
+        2,
+        progress,
+        {"kind": "wfdb", "root": str(root)},
+    )
+
+
 def leads_tag(args: argparse.Namespace) -> str:
     """``100hz-I``, ``100hz-12lead``: names stores, runs and results files."""
     leads = getattr(args, "leads", "I")

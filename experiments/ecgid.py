@@ -37,10 +37,9 @@ from ecgbio.evaluate import evaluate_match, evaluate_run
 from ecgbio.protocols import unseen_split
 from ecgbio.provenance import SHARED_DATA
 from ecgbio.runs import load_run, model_dir
-from ecgbio.sources.folder import folder_records
 from ecgbio.store import BeatStore
 from ecgbio.training import train
-from experiments._common import RESULTS, WORK, cached_store, write_results
+from experiments._common import RESULTS, WORK, ecgid_store, write_results
 
 MODES = ("unseen", "finetuned", "closed")
 HEADLINE = ("rank1", "rank5", "eer", "tar@far=0.01", "tar@far=0.001", "auc", "persons", "probes")
@@ -157,14 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     run = load_run(args.model)
-    store = cached_store(
-        lambda: folder_records(args.root),
-        args.work / f"ecgid-{run.beat.rate}hz",
-        run.beat,
-        2,
-        not args.quiet,
-        {"kind": "wfdb", "root": str(args.root)},
-    )
+    store = ecgid_store(args.root, args.work, run.beat, not args.quiet)
     runner = {"unseen": run_unseen, "finetuned": run_finetuned, "closed": run_closed}[args.mode]
     figures = runner(args, store)
     figures = {"mode": args.mode, "model": str(model_dir(args.model)), **figures}

@@ -21,8 +21,7 @@ from ecgbio.embed import embed_rows, record_templates
 from ecgbio.evaluate import match_figures
 from ecgbio.provenance import SHARED_DATA
 from ecgbio.runs import load_run
-from ecgbio.sources.folder import folder_records
-from experiments._common import RESULTS, WORK, cached_store, write_results
+from experiments._common import RESULTS, WORK, ecgid_store, write_results
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,14 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     run = load_run(args.model)
-    store = cached_store(
-        lambda: folder_records(args.root),
-        args.work / f"ecgid-{run.beat.rate}hz",
-        run.beat,
-        2,
-        False,
-        {"kind": "wfdb", "root": str(args.root)},
-    )
+    store = ecgid_store(args.root, args.work, run.beat, progress=False)
     records = store.records[store.records["status"] == "ok"].copy()
     records["order"] = records["order"].astype(int)
     records = records.sort_values(["person", "session", "order"])

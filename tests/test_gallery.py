@@ -76,24 +76,11 @@ def make_cohort(tmp: Path) -> Cohort:
     """Train the tiny model on the synthetic cohort (a few seconds) and embed its records."""
     from safetensors.torch import load_file, save_file
 
-    from ecgbio.config import ModelConfig, TrainConfig
     from ecgbio.sources.ptbxl import ptbxl_records
-    from ecgbio.training import train
-    from tests.fixtures import build_ptbxl_store
+    from tests.eval_fixtures import TINY, build_unseen_run
 
-    tiny = ModelConfig(widths=(8, 16), blocks=(1, 1), embedding_dim=DIM, dropout=0.1)
-    store = build_ptbxl_store(tmp)
-    run = tmp / "run"
-    config = TrainConfig(
-        protocol="unseen",
-        epochs=2,
-        batch_size=16,
-        m_per_class=2,
-        threads=1,
-        patience=0,
-        val_fraction=0.0,
-    )
-    train(store, run, tiny, config, progress=False, echo=None)
+    assert TINY.embedding_dim == DIM
+    _, run = build_unseen_run(tmp)
     (run / "thresholds.json").unlink(missing_ok=True)  # each test says which thresholds it uses
     other = tmp / "other-run"
     shutil.copytree(run, other)
