@@ -68,3 +68,20 @@ def test_evaluate_with_the_default_model_warns_on_its_training_databases(tmp_pat
     result = run("evaluate", "--store", store, "--protocol", "enrol-probe")
     assert result.exit_code == 0, result.output
     assert "warning: the default model was trained on PTB-XL and MIT-BIH" in result.output
+
+
+def test_a_missing_default_model_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    import ecgbio.runs
+
+    monkeypatch.setattr(ecgbio.runs, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    record = tmp_path / "r.hea"  # never read: the model is looked up first
+    result = run("enroll", record, "--gallery", tmp_path / "g", "--id", "x")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "the default model is not installed" in lines[0]
+    assert not (tmp_path / "g").exists()  # nothing created
+
+
+def test_report_will_not_write_into_the_installed_package():
+    result = run("report", DEFAULT_MODEL_DIR)
+    assert result.exit_code == 2 and "part of the installed ecgbio package" in result.output
