@@ -154,31 +154,10 @@ def test_model_mismatch_and_quality_gate(cohort, enrolled):
     assert_one_line_error(mismatch, "gallery belongs to model", "not to model", str(gallery))
 
     stranger = cohort.stranger_of(person)
-    refused = run(
-        "enroll",
-        "--model",
-        run_dir,
-        "--gallery",
-        gallery,
-        "--id",
-        "bob",
-        stranger,
-        "--max-beats",
-        "2",
-    )
+    enrol_bob = ("enroll", "--model", run_dir, "--gallery", gallery, "--id", "bob", stranger)
+    refused = run(*enrol_bob, "--max-beats", "2")
     assert_one_line_error(refused, "too few usable beats: 2 (need 3)", "nothing stored")
-    inconsistent = run(
-        "enroll",
-        "--model",
-        run_dir,
-        "--gallery",
-        gallery,
-        "--id",
-        "bob",
-        stranger,
-        "--min-consistency",
-        "0.99999",
-    )
+    inconsistent = run(*enrol_bob, "--min-consistency", "0.99999")
     assert_one_line_error(inconsistent, "beats disagree")
     names = [
         p["name"] for p in json.loads(run("gallery", "list", gallery, "--json").stdout)["persons"]
