@@ -24,7 +24,7 @@ without dates use recording order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,17 +288,23 @@ def unseen_split(
 
 # --- general -------------------------------------------------------------------------------------
 def general_split(
-    store: BeatStore, seed: int = 0, val_share: float = 1.0, max_beats_per_record: int = 0
+    store: BeatStore,
+    seed: int = 0,
+    val_share: float = 1.0,
+    max_beats_per_record: int = 0,
+    exclude_persons: Collection[str] = (),
 ) -> Split:
     """Every person trains except ``val_share`` of the multi-record persons (see module docstring).
 
     ``max_beats_per_record`` keeps that many beats of each training record, spread evenly over it, so
     a 30-minute record (MIT-BIH) lends beats from its whole length without outweighing the 10 s
-    records of other persons.
+    records of other persons. ``exclude_persons`` are left out altogether, neither trained nor
+    validated on: a model pretrained for a downstream task must not have seen its test persons.
     """
     if not 0 < val_share <= 1:
         raise ConfigError(f"val_share must be in (0, 1], got {val_share}")
     records = _ordered_records(store)
+    records = records[~records["person"].isin(set(exclude_persons))]
     n_records = records.groupby("person")["record"].transform("size")
     multi = sorted(
         records.loc[n_records >= 2, "person"].unique(), key=lambda p: _stable_hash(p, seed)

@@ -95,6 +95,14 @@ def select_leads(available: tuple[str, ...], wanted: tuple[str, ...], path: Path
     return indices
 
 
+def _keep_channels(rec: object, keep: list[int]) -> None:
+    """Keep (and order, or repeat) the read record's channels ``keep``."""
+    rec.p_signal = rec.p_signal[:, keep]  # type: ignore[attr-defined]
+    rec.sig_name = [rec.sig_name[i] for i in keep]  # type: ignore[attr-defined]
+    units = rec.units  # type: ignore[attr-defined]
+    rec.units = [units[i] for i in keep] if units else None  # type: ignore[attr-defined]
+
+
 def read_record(
     path: str | Path,
     leads: tuple[str, ...] | str = ("I",),
@@ -134,7 +142,9 @@ def read_record(
         )
     multi_segment = getattr(head, "seg_name", None) is not None
     names = tuple(head.sig_name or ()) if not multi_segment else ()
-    channels = None if multi_segment else select_leads(names, leads, header)
+    wanted = None if multi_segment else select_leads(names, leads, header)
+    # wfdb reads each channel once; a lead asked twice (a stand-in for two leads) is copied after
+    channels = None if wanted is None else list(dict.fromkeys(wanted))
     if not multi_segment and not names:
         raise RecordError("header declares no signals", header)
 
@@ -150,10 +160,9 @@ def read_record(
             f"signal file is truncated or corrupt ({_describe(exc)})", header
         ) from exc
     if multi_segment and rec.p_signal is not None:  # leads are known only once segments are read
-        keep = select_leads(tuple(rec.sig_name or ()), leads, header)
-        rec.p_signal = rec.p_signal[:, keep]
-        rec.sig_name = [rec.sig_name[i] for i in keep]
-        rec.units = [rec.units[i] for i in keep] if rec.units else None
+        _keep_channels(rec, select_leads(tuple(rec.sig_name or ()), leads, header))
+    elif wanted is not None and channels != wanted and rec.p_signal is not None:
+        _keep_channels(rec, [channels.index(c) for c in wanted])
     if rec.p_signal is None or rec.p_signal.size == 0:
         raise RecordError("record holds no samples", header)
 

@@ -123,6 +123,35 @@ class BeatStore:
         out[order] = self.beats[rows[order]]
         return out
 
+    def select_leads(self, leads: tuple[str, ...]) -> BeatStore:
+        """A view of this store with only ``leads`` (a contiguous run of its leads, in order).
+
+        Why: a model can train on one lead while its augmentation reads others from the same
+        store (``TrainConfig.augment_axis_deg`` mixes lead II into lead I); the view is what the
+        model sees, validates on and remembers, without a second copy of the beats on disk.
+        """
+        have = self.leads
+        missing = [lead for lead in leads if lead not in have]
+        if missing or not leads:
+            raise StoreError(
+                f"store has no lead(s) {', '.join(missing) or '(none asked)'} "
+                f"(leads: {', '.join(have)})",
+                self.root,
+            )
+        first = have.index(leads[0])
+        if have[first : first + len(leads)] != tuple(leads):
+            raise StoreError(
+                f"leads {', '.join(leads)} are not a contiguous run of the store's "
+                f"({', '.join(have)})",
+                self.root,
+            )
+        manifest = json.loads(json.dumps(self.manifest))
+        manifest["leads"] = list(leads)
+        manifest["config"]["leads"] = list(leads)
+        manifest["shape"] = [len(self), len(leads), int(self.beats.shape[2])]
+        beats = self.beats[:, first : first + len(leads), :]  # a view: nothing is read
+        return BeatStore(self.root, beats, self.index, self.records, manifest)
+
     def summary(self) -> dict[str, Any]:
         """Counts a person wants to see after `prepare` (also stored in the manifest)."""
         return dict(self.manifest.get("summary", {}))

@@ -11,8 +11,10 @@ database the model has not seen.
     python -m experiments.train_default --install         # ... and copy it into ecgbio/models/default
 
 ``--stretch`` / ``--shift`` set the time augmentation (heart-rate stretch about the R-peak, R-peak
-jitter); the shipped model's values are the defaults here. Results: experiments/results/default-model.json
-(validation figures, wall time on this machine, command, commit).
+jitter) and ``--axis`` the lead-axis augmentation (degrees; its store keeps leads I and II, the
+model sees lead I); the shipped model's values are the defaults here. Results:
+experiments/results/default-model.json (validation figures, wall time on this machine, command,
+commit).
 """
 
 from __future__ import annotations
@@ -64,15 +66,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stretch", type=float, default=0.08)
     parser.add_argument("--shift", type=float, default=0.02, help="seconds")
     parser.add_argument("--smooth", type=float, default=0.0, help="recorder bandwidth jitter")
+    parser.add_argument("--axis", type=float, default=0.0, help="lead-axis jitter, degrees")
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    beat = BeatConfig(leads=("I",), rate=args.rate)
+    leads = ("I", "II") if args.axis else ("I",)
+    beat = BeatConfig(leads=leads, rate=args.rate)
     sources = {"ptbxl": str(args.root), "mitdb": str(args.mitdb)}
     store = cached_store(
-        lambda: ptbxl_records(args.root, rate=args.rate) + mitdb_records(args.mitdb),
-        args.work / f"default-store-{args.rate}hz-I",
+        lambda: (
+            ptbxl_records(args.root, rate=args.rate)
+            + mitdb_records(args.mitdb, store_leads=len(leads))
+        ),
+        args.work / f"default-store-{args.rate}hz-{'-'.join(leads)}",
         beat,
         args.workers,
         not args.quiet,
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         augment_stretch=args.stretch,
         augment_shift_s=args.shift,
         augment_smooth=args.smooth,
+        augment_axis_deg=args.axis,
         max_beats_per_record=args.mitdb_beats,
         threads=args.threads,
     )

@@ -209,3 +209,20 @@ def test_ecgid_prepares_with_all_persons(tmp_path):
     assert summary.records_read == len(specs)
     assert summary.persons == 3
     assert any("constant run" in note for note in summary.repaired)
+
+
+def test_a_lead_view_shares_the_beats_and_says_its_leads(cohort, tmp_path):
+    store = prepare_store(
+        folder_records(cohort), tmp_path / "s2", BeatConfig(leads=("I", "II")), progress=False
+    )
+    store = BeatStore.open(tmp_path / "s2")
+    view = store.select_leads(("I",))
+    assert view.leads == ("I",) and view.config.leads == ("I",)
+    assert view.beats.shape == (len(store), 1, store.beats.shape[2])
+    assert np.array_equal(view.waves([3, 0]), store.waves([3, 0])[:, :1])
+    assert np.shares_memory(view.beats, store.beats)  # a view, not a copy
+    assert store.select_leads(("II",)).waves(slice(0, 2)).shape[1] == 1
+    with pytest.raises(StoreError, match="no lead"):
+        store.select_leads(("V1",))
+    with pytest.raises(StoreError, match="not a contiguous run"):
+        store.select_leads(("II", "I"))

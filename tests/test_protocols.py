@@ -144,6 +144,18 @@ def test_general_spreads_capped_beats_over_the_record(store):
     assert len(kept) == 3 and kept[0] == rows[0] and kept[-1] == rows[-1]
 
 
+def test_general_can_leave_persons_out_altogether(store):
+    full = general_split(store)
+    left_out = {
+        sorted(persons_of(store, full.train))[0],
+        sorted(persons_of(store, full.val.probe))[0],
+    }
+    split = general_split(store, exclude_persons=left_out)
+    seen = persons_of(store, np.concatenate([split.train, split.val.gallery, split.val.probe]))
+    assert not seen & left_out
+    assert len(split.classes) == len(full.classes) - 1
+
+
 def test_enrol_probe_uses_the_earliest_record_as_gallery(store):
     split = enrol_probe_split(store)
     assert split.n_classes == 0 and len(split.train) == 0

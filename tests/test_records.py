@@ -42,6 +42,14 @@ def test_lead_selection_by_name_order_and_all(record_factory):
     assert read_record(path, leads=("i",)).leads == ("I",)
 
 
+def test_one_lead_can_stand_in_for_several(record_factory):
+    path = record_factory("s", seconds=4, n_leads=3)
+    rec = read_record(path, leads="II,II,I")  # a stand-in lead read once, copied for each use
+    assert rec.leads == ("II", "II", "I")
+    assert np.array_equal(rec.signal[0], rec.signal[1])
+    assert np.array_equal(rec.signal[2], read_record(path, leads="I").signal[0])
+
+
 def test_lead_names_ignore_decoration():
     assert normalize_lead_name("ECG I") == "I"
     assert normalize_lead_name("lead aVR") == "AVR"

@@ -300,3 +300,43 @@ def test_smoothing_keeps_the_mean_and_softens_the_peak():
     assert torch.allclose(y[:, 0, 24], y[:, 0, 26])  # symmetric: no shift of the R-peak
     with pytest.raises(ConfigError, match="augment_smooth"):
         TrainConfig(augment_smooth=0.5)
+
+
+def test_lead_axis_rotation_stays_in_the_frontal_plane_within_the_angle():
+    from ecgbio.training.augment import rotate_lead_axis
+
+    gen = torch.Generator().manual_seed(0)
+    hx, hy = torch.randn(256, 1, 70, generator=gen), torch.randn(256, 1, 70, generator=gen)
+    lead_i = hx  # Einthoven: lead I reads the heart vector's horizontal part ...
+    lead_ii = hx * 0.5 + hy * 3**0.5 / 2  # ... lead II the part along +60 degrees
+    assert torch.equal(rotate_lead_axis(lead_i, lead_ii, gen, 0.0), lead_i)
+    out = rotate_lead_axis(lead_i, lead_ii, gen, 30.0)
+    basis = torch.cat([hx, hy], dim=1).transpose(1, 2)  # (beats, samples, 2)
+    coef = torch.linalg.lstsq(basis, out.transpose(1, 2)).solution[..., 0]  # (cos t, sin t)
+    assert torch.allclose(coef.norm(dim=1), torch.ones(256), atol=1e-4)  # a lead, not a gain
+    angle = torch.rad2deg(torch.atan2(coef[:, 1], coef[:, 0]))
+    assert angle.abs().max() <= 30.0 + 1e-3 and angle.min() < -20 and angle.max() > 20
+    with pytest.raises(ConfigError, match="augment_axis_deg"):
+        TrainConfig(augment_axis_deg=120)
+
+
+def test_axis_augmented_model_reads_lead_i_only(tmp_path):
+    from ecgbio.config import BeatConfig
+    from ecgbio.prepare import prepare_store
+    from ecgbio.sources.ptbxl import ptbxl_records
+    from ecgbio.sources.synthetic import write_synthetic_cohort
+
+    root = write_synthetic_cohort(
+        tmp_path / "db", n_persons=8, records_per_person=[1] * 4 + [2] * 4, rate=500, n_leads=2
+    )
+    specs = ptbxl_records(root, rate=100)
+    prepare_store(specs, tmp_path / "i-ii", BeatConfig(leads=("I", "II")), progress=False)
+    prepare_store(specs, tmp_path / "i", BeatConfig(leads=("I",)), progress=False)
+    config = tiny_train(protocol="general", augment_axis_deg=25)
+    train(tmp_path / "i-ii", tmp_path / "run", TINY, config, progress=False, echo=None)
+    run = json.loads((tmp_path / "run/config.json").read_text())
+    assert run["beat"]["leads"] == ["I"] and run["leads"] == ["I"]
+    assert load_run(tmp_path / "run").model.backbone.in_leads == 1
+    assert evaluate_run(tmp_path / "run", tmp_path / "i")["persons"] == 4  # enrol from lead I
+    with pytest.raises(ConfigError, match="needs a store whose first leads are I and II"):
+        train(tmp_path / "i", tmp_path / "bad", TINY, config, progress=False, echo=None)

@@ -21,9 +21,13 @@ SAME_PERSON = {"202": "201"}
 STAND_IN_LEAD = "MLII"
 
 
-def mitdb_records(root: str | Path, lead: str = STAND_IN_LEAD) -> list[RecordSpec]:
-    """One :class:`RecordSpec` per MIT-BIH record under ``root``, reading ``lead`` in place of the
-    store's lead (see module docstring)."""
+def mitdb_records(
+    root: str | Path, lead: str = STAND_IN_LEAD, store_leads: int = 1
+) -> list[RecordSpec]:
+    """One :class:`RecordSpec` per MIT-BIH record under ``root``, reading ``lead`` in place of each
+    of the store's ``store_leads`` leads (see module docstring). A store of leads I and II (for
+    the lead-axis augmentation) gets MLII twice: with one limb lead there is no axis to turn, and
+    the rotation reduces to a gain."""
     root = Path(root)
     paths = find_records(root) if root.is_dir() else []
     if not paths:
@@ -39,7 +43,7 @@ def mitdb_records(root: str | Path, lead: str = STAND_IN_LEAD) -> list[RecordSpe
                 person=f"mitdb-{person}",
                 record=f"mitdb/{name}",
                 order=order,
-                leads=(lead,),
+                leads=(lead,) * store_leads,
             )
         )
     return specs

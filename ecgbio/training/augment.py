@@ -78,3 +78,24 @@ def smooth_beats(
     left = torch.cat([x[..., :1], x[..., :-1]], dim=-1)
     right = torch.cat([x[..., 1:], x[..., -1:]], dim=-1)
     return (1 - 2 * a) * x + a * (left + right)
+
+
+def rotate_lead_axis(
+    lead_i: torch.Tensor, lead_ii: torch.Tensor, generator: torch.Generator, degrees: float
+) -> torch.Tensor:
+    """Lead I seen from a frontal-plane axis turned by a random ``U(-degrees, degrees)`` per beat.
+
+    Why: where the electrodes sit (wrists, fingers, a handheld device's plates), the person's
+    posture and breathing turn the heart's electrical axis against lead I by tens of degrees
+    between sessions; the heart stays the same. Every frontal-plane lead is a combination of
+    leads I and II (Einthoven): with the heart vector's components ``Hx = I`` and
+    ``Hy = (2 II - I) / sqrt(3)``, the lead at angle ``t`` reads ``I cos t + Hy sin t`` (``t = 60``
+    degrees gives lead II, ``-30`` gives aVL). Inputs and output are ``(beats, 1, samples)``.
+    """
+    if not degrees:
+        return lead_i
+    angle = torch.deg2rad(
+        degrees * (torch.rand(lead_i.shape[0], 1, 1, generator=generator) * 2 - 1)
+    )
+    vertical = (2 * lead_ii - lead_i) / 3**0.5
+    return lead_i * torch.cos(angle).to(lead_i.dtype) + vertical * torch.sin(angle).to(lead_i.dtype)

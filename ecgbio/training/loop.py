@@ -52,7 +52,7 @@ from ecgbio.runs import (
     write_run_config,
 )
 from ecgbio.store import BeatStore
-from ecgbio.training.augment import augment_beats, smooth_beats, warp_beats
+from ecgbio.training.augment import augment_beats, rotate_lead_axis, smooth_beats, warp_beats
 from ecgbio.training.distributed import (
     DistContext,
     barrier,
@@ -129,6 +129,7 @@ def train(
             f"protocol {split.protocol} gives nothing to train on ({split.n_classes} classes)",
             store.root,
         )
+    full_store, store = store, _model_view(store, train_config)
     in_leads = store.beats.shape[1]
     torch.manual_seed(train_config.seed)  # the initial weights, ArcFace centres included
     model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
@@ -182,7 +183,7 @@ def train(
     if ctx.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model)
 
-    fetch = _Fetcher(store, split, train_config)
+    fetch = _Fetcher(full_store, split, train_config)
     history_path = out / HISTORY_FILE
     beats_seen, train_time = 0, 0.0
     last: dict[str, Any] = {}
@@ -267,6 +268,22 @@ def _native_bf16() -> bool:
         return False
 
 
+AXIS_LEADS = ("I", "II")
+
+
+def _model_view(store: BeatStore, config: TrainConfig) -> BeatStore:
+    """What the model sees: lead I alone when the lead-axis augmentation reads lead II beside it."""
+    if not (config.augment and config.augment_axis_deg):
+        return store
+    if store.leads[:2] != AXIS_LEADS:
+        raise ConfigError(
+            f"augment_axis_deg needs a store whose first leads are I and II "
+            f"(prepare with --leads I,II); this one has {', '.join(store.leads)}",
+            store.root,
+        )
+    return store.select_leads(AXIS_LEADS[:1])
+
+
 # --- one epoch -----------------------------------------------------------------------------------
 class _Fetcher:
     """Training batches straight from the memmap (one fancy-indexed read per batch)."""
@@ -278,9 +295,12 @@ class _Fetcher:
         self.stretch = config.augment_stretch
         self.shift = config.augment_shift_s * store.config.rate
         self.smooth = config.augment_smooth
+        self.axis = config.augment_axis_deg if config.augment else 0.0
 
     def __call__(self, idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         x = torch.from_numpy(self.store.waves(self.rows[idx]))
+        if self.axis:
+            x = rotate_lead_axis(x[:, :1], x[:, 1:2], generator, self.axis)
         if self.augment:
             x = warp_beats(x, generator, self.r_index, self.stretch, self.shift)
             x = smooth_beats(x, generator, self.smooth)
