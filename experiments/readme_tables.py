@@ -34,8 +34,9 @@ def rpeaks_table() -> str:
     if data is None:
         return "_no results yet: run `python experiments/rpeaks_mitdb.py`_"
     rows = [
-        "| detector | Se 150 ms | +P 150 ms | Se 50 ms | +P 50 ms | s / 30-min record |",
-        "|---|---|---|---|---|---|",
+        "| detector | Se 150 ms | +P 150 ms | Se 50 ms | +P 50 ms | Se EC57 | +P EC57 "
+        "| s / 30-min record |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     totals = data["totals"]
     ranked = sorted(totals.items(), key=lambda kv: -(kv[1]["refined"]["50ms"]["f1"] or 0))
@@ -43,16 +44,20 @@ def rpeaks_table() -> str:
         if t.get("failures") and len(t["failures"]) == t["records"]:
             continue
         r = t["refined"]
+        ec57 = r.get("150ms_ec57", {})
         rows.append(
             f"| {name} | {_pct(r['150ms']['sensitivity'])} | {_pct(r['150ms']['ppv'])} | "
             f"{_pct(r['50ms']['sensitivity'])} | {_pct(r['50ms']['ppv'])} | "
+            f"{_pct(ec57.get('sensitivity'))} | {_pct(ec57.get('ppv'))} | "
             f"{t['s_per_record']:.2f} |"
         )
     beats = next(iter(totals.values()))["reference_beats"]
     rows.append("")
     rows.append(
         f"All 48 records, channel 0, {beats:,} reference beats, after ecgbio's peak "
-        f"refinement; command: `{data['command']}` ({data['hardware']['cpu']}, "
+        f"refinement. The first four columns score whole records; EC57 scores at 150 ms "
+        f"without the first 5 minutes (learning period) and the ventricular flutter episodes "
+        f"of record 207, as the standard does; command: `{data['command']}` ({data['hardware']['cpu']}, "
         f"{data['hardware']['cores']} cores, {data['wall_time_s']:.0f} s)."
     )
     return "\n".join(rows)

@@ -13,10 +13,12 @@ from ecgbio.errors import ConfigError
 from ecgbio.metrics.rpeaks import (
     BEAT_SYMBOLS,
     PeakMatch,
+    ec57_scored,
     match_peaks,
     pair_peaks,
     reference_beats,
     sum_matches,
+    vf_spans,
 )
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -146,6 +148,19 @@ def _record_100() -> Path:
 
 
 @pytest.mark.realdata
+def test_ec57_leaves_out_flutter_episodes_and_the_learning_period() -> None:
+    ann = SimpleNamespace(
+        sample=np.array([10, 20, 30, 35, 40, 50, 60, 70, 80]),
+        symbol=["N", "[", "!", "!", "]", "N", "[", "!", "N"],  # the second episode never closes
+    )
+    spans = vf_spans(ann)
+    assert spans.tolist() == [[20, 40], [60, 80]]
+    peaks = np.array([5, 10, 25, 33, 45, 50, 65, 90])
+    assert ec57_scored(peaks, spans).tolist() == [5, 10, 45, 50, 90]
+    assert ec57_scored(peaks, spans, start=8).tolist() == [10, 45, 50, 90]
+    assert vf_spans(SimpleNamespace(sample=np.array([1]), symbol=["N"])).shape == (0, 2)
+
+
 def test_default_detector_on_mitdb_record_100() -> None:
     """The shipped default detector finds >= 99.5 % of the 2,273 beats at the tight 50 ms window."""
     wfdb = pytest.importorskip("wfdb")

@@ -10,9 +10,11 @@ Conventions (stated because published figures differ on them):
 * Matching window: EC57 uses 150 ms; we also report 50 ms, which penalises detectors that mark a
   fiducial away from the R apex (alignment matters for beat templates, not only beat counting).
 * Whole record: every reference beat counts, including those within one window of the record's
-  start or end, where a detector's filters are still settling. EC57 allows a learning period at
-  the start (PhysioNet's ``bxb`` skips the first 5 minutes by default); we skip nothing, so our
-  figures are, if anything, slightly pessimistic and need no choice of start time.
+  start or end, where a detector's filters are still settling, and every detection counts,
+  including those in ventricular flutter, where the reference marks flutter waves, not beats.
+* EC57 scoring (:func:`ec57_scored`, reported beside): EC57 skips a learning period (PhysioNet's
+  ``bxb`` the first 5 minutes by default) and leaves ventricular flutter/fibrillation episodes
+  out of QRS-detection scoring; both the reference and the detections are filtered alike.
 * Only beat annotations are reference beats (:data:`BEAT_SYMBOLS`); rhythm changes, noise, artefact
   and comment annotations are not beats.
 * Gross statistics over a database come from summed TP/FP/FN (:func:`sum_matches`), so long or
@@ -40,6 +42,11 @@ from ecgbio.errors import ConfigError
 BEAT_SYMBOLS: frozenset[str] = frozenset(
     ("N", "L", "R", "B", "A", "a", "J", "S", "V", "r", "F", "e", "j", "n", "E", "/", "f", "Q", "?")
 )
+
+#: Reference annotations that open and close a ventricular flutter/fibrillation episode.
+VF_START, VF_END = "[", "]"
+#: EC57's learning period: the first 5 minutes of each record are not scored.
+EC57_LEARNING_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,42 @@ def reference_beats(annotation: object, symbols: Iterable[str] = BEAT_SYMBOLS) -
     keep = set(symbols)
     is_beat = np.fromiter((s in keep for s in symbol), dtype=bool, count=len(symbol))
     return np.sort(samples[is_beat].astype(np.int64))
+
+
+def vf_spans(annotation: object) -> np.ndarray:
+    """``(k, 2)`` sample spans of ventricular flutter/fibrillation in a ``wfdb.Annotation``.
+
+    Why: ANSI/AAMI EC57 leaves these episodes out of QRS-detection scoring: flutter waves are not
+    beats (MIT-BIH marks them ``!``, not a beat symbol) and no beat detector is asked to find beats
+    in them. An episode runs from a ``[`` to the next ``]``; one left open runs to the last
+    annotation.
+    """
+    sample = np.asarray(getattr(annotation, "sample", []), dtype=np.int64)
+    symbol = list(getattr(annotation, "symbol", []))
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for at, sym in zip(sample, symbol, strict=True):
+        if sym == VF_START and start is None:
+            start = int(at)
+        elif sym == VF_END and start is not None:
+            spans.append((start, int(at)))
+            start = None
+    if start is not None:
+        spans.append((start, int(sample.max())))
+    return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+
+
+def ec57_scored(peaks: np.ndarray, spans: np.ndarray, start: int = 0) -> np.ndarray:
+    """The positions of ``peaks`` that EC57 scores: from ``start`` on, outside every span.
+
+    Apply it to the detections and to the reference alike (``start``: the end of the learning
+    period in samples, :data:`EC57_LEARNING_S` times the rate; ``spans``: :func:`vf_spans`).
+    """
+    peaks = np.asarray(peaks)
+    keep = peaks >= start
+    for lo, hi in np.asarray(spans).reshape(-1, 2):
+        keep &= (peaks < lo) | (peaks > hi)
+    return peaks[keep]
 
 
 def _as_positions(values: np.ndarray, name: str) -> np.ndarray:
