@@ -278,6 +278,17 @@ def train_cmd(
     dropout: Annotated[float, typer.Option("--dropout")] = 0.2,
     input_norm: Annotated[str, typer.Option("--input-norm", help="beat or none.")] = "beat",
     augment: Annotated[bool, typer.Option("--augment/--no-augment")] = True,
+    stretch: Annotated[
+        float, typer.Option("--stretch", help="Time stretch about the R-peak (0.08 = +-8 %).")
+    ] = 0.0,
+    shift: Annotated[float, typer.Option("--shift", help="R-peak jitter, seconds.")] = 0.0,
+    axis: Annotated[
+        float,
+        typer.Option(
+            "--axis",
+            help="Lead-axis turn, degrees: needs a store of leads I,II; the model reads lead I.",
+        ),
+    ] = 0.0,
     patience: Annotated[int, typer.Option("--patience", help="Early stopping (0 = off).")] = 8,
     val_fraction: Annotated[
         float,
@@ -317,6 +328,9 @@ def train_cmd(
         softmax_weight=softmax_weight,
         metric_weight=metric_weight,
         augment=augment,
+        augment_stretch=stretch,
+        augment_shift_s=shift,
+        augment_axis_deg=axis,
         patience=patience,
         val_fraction=val_fraction,
         seed=seed,

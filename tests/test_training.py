@@ -240,6 +240,14 @@ def test_train_cli(store, tmp_path):
     assert again.exit_code == EXIT_ERROR and "a run already exists here" in again.stderr
     bad = runner.invoke(app, [*args[:-1], "--widths", "8,x"])
     assert bad.exit_code == EXIT_ERROR and "expected comma-separated integers" in bad.stderr
+    warped = [*args[:4], str(tmp_path / "w"), *args[5:], "--stretch", "0.05", "--shift", "0.01"]
+    assert runner.invoke(app, warped).exit_code == 0
+    saved = json.loads((tmp_path / "w/config.json").read_text())["train"]
+    assert (saved["augment_stretch"], saved["augment_shift_s"]) == (0.05, 0.01)
+    axis = runner.invoke(app, [*args[:4], str(tmp_path / "a"), *args[5:], "--axis", "20"])
+    assert axis.exit_code == EXIT_ERROR and "needs a store whose first leads are I and II" in (
+        axis.stderr
+    )
 
 
 def test_training_is_deterministic(store, tmp_path):
