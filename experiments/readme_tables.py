@@ -185,6 +185,7 @@ def default_model_table() -> str:
         f"| training | {cfg['metric_loss']} + softmax, {cfg['batch_size']} beats a batch "
         f"({cfg['m_per_class']} per identity), AdamW lr {cfg['lr']:g}, time stretch "
         f"+-{100 * cfg['augment_stretch']:.0f} %, shift +-{1000 * cfg['augment_shift_s']:.0f} ms, "
+        f"lead axis +-{cfg.get('augment_axis_deg', 0):g} deg, "
         f"{d['train_beats_per_s']:.0f} beats/s |",
         f"| wall time | {d['wall_time_s'] / 60:.0f} min on {hw['cpu']}, {hw['cores']} cores "
         f"({cfg['threads'] or 'default'} torch thread(s), beside other jobs) |",
@@ -195,9 +196,12 @@ def default_model_table() -> str:
         v, c = variant["validation"], variant["train_config"]
         rows.append(
             f"| variant: stretch +-{100 * c['augment_stretch']:.0f} %, shift "
-            f"+-{1000 * c['augment_shift_s']:.0f} ms, smoothing {c.get('augment_smooth', 0):g} | "
+            f"+-{1000 * c['augment_shift_s']:.0f} ms, smoothing {c.get('augment_smooth', 0):g}, "
+            f"lead axis +-{c.get('augment_axis_deg', 0):g} deg, input norm "
+            f"{variant['model_config']['input_norm']} | "
             f"validation rank-1 {v['rank1']:.3f}, EER {100 * v['eer']:.1f} % (best epoch "
-            f"{variant['best_epoch']}); `{variant['command']}` |"
+            f"{variant['best_epoch']}); `{variant['command']}` at commit "
+            f"{(variant.get('git_commit') or 'unknown')[:7]} |"
         )
     return "\n".join(rows)
 

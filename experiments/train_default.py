@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shift", type=float, default=0.02, help="seconds")
     parser.add_argument("--smooth", type=float, default=0.0, help="recorder bandwidth jitter")
     parser.add_argument("--axis", type=float, default=0.0, help="lead-axis jitter, degrees")
+    parser.add_argument(
+        "--input-norm", default="beat", help="beat: z-score each beat; none: keep millivolts"
+    )
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         not args.quiet,
         {"kind": "ptbxl+mitdb", **sources},
     )
-    model = ModelConfig()
+    model = ModelConfig(input_norm=args.input_norm)
     config = TrainConfig(
         protocol="general",
         epochs=args.epochs or 30,

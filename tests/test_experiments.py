@@ -55,8 +55,25 @@ def test_synthetic_figures_never_go_to_experiments_results(root, tmp_path):
     assert before == after and not (tmp_path / "results.json").exists()
 
 
-def test_seed_recipe(root, tmp_path):
+def test_seed_recipe(tmp_path):
+    # 14 s records at 55-95 bpm: some reach the seed's 18 beats, the others pretrain the backbone
+    root = write_synthetic_cohort(
+        tmp_path / "short",
+        n_persons=len(RECORDS_PER_PERSON),
+        records_per_person=RECORDS_PER_PERSON,
+        duration_s=14.0,
+        rate=500,
+        n_leads=1,
+        seed=3,
+    )
     figures = ptbxl_seed.main([*common(root, tmp_path), "--rate", "500"])
+    assert set(figures["candidates"]) == {
+        "arcface",
+        "none",
+        "arcface-pretrained",
+        "none-pretrained",
+    }
+    assert figures["pretraining"]["split"]["train_identities"] >= 2
     assert {
         "accuracy",
         "loss",
