@@ -32,6 +32,9 @@ DETECTORS = (
     "kalidas2017",
     "nabian2018",
 )
+#: Seconds before / after the R-peak over which a beat's quality (correlation with the record's
+#: median beat) is judged: the whole heartbeat, P wave to end of T, however short the cut window.
+QUALITY_CONTEXT_S = (0.25, 0.45)
 #: Detectors whose authors prescribe their own pre-filter (``neurokit2.ecg_clean`` method).
 _DETECTOR_CLEAN = {
     "pantompkins1985": "pantompkins1985",
@@ -170,6 +173,14 @@ def cut_windows(
     return np.ascontiguousarray(waves, dtype=np.float32), peaks
 
 
+def context_windows(signal: np.ndarray, peaks: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Windows ``signal[:, p-before : p+after]`` for every peak, the record's edges repeated where
+    a window runs past them (for judging a beat, never for the model's input)."""
+    padded = np.pad(signal, ((0, 0), (before, after)), mode="edge")
+    idx = peaks[:, None] + np.arange(after + before)[None, :]  # shifted by the padding
+    return np.ascontiguousarray(padded[:, idx].transpose(1, 0, 2), dtype=np.float32)
+
+
 def beat_quality(waves: np.ndarray) -> np.ndarray:
     """Pearson correlation of every beat with the record's median beat, averaged over leads."""
     if len(waves) == 0:
@@ -228,7 +239,13 @@ def extract_beats(recording: Recording, config: BeatConfig = BeatConfig()) -> Be
     waves, peaks = cut_windows(
         cleaned, peaks, config.samples_before, config.samples_after, recording.mask
     )
-    quality = beat_quality(waves)
+    # Quality is judged on the whole heartbeat (P wave to end of T) whatever window the model
+    # reads: on a short window, R-aligned noise correlates with its own median well enough to pass.
+    context = (
+        max(config.samples_before, round(QUALITY_CONTEXT_S[0] * fs)),
+        max(config.samples_after, round(QUALITY_CONTEXT_S[1] * fs)),
+    )
+    quality = beat_quality(context_windows(cleaned, peaks, *context))
     keep = np.ones(len(waves), bool)
     if config.min_quality > 0:
         keep &= quality >= config.min_quality

@@ -36,8 +36,11 @@ class BeatConfig:
             holds most of a beat's shape.
         before_s / after_s: window extent around the R-peak in seconds. The window has
             ``round(before_s*rate) + round(after_s*rate)`` samples and the R-peak sits at index
-            ``round(before_s*rate)``. The seed notebook's 200 samples centred at 500 Hz are
-            ``before_s=0.2, after_s=0.2``.
+            ``round(before_s*rate)``. 0.2 s / 0.2 s by default (the shipped model's input, and the
+            seed notebook's 200 samples centred at 500 Hz): the P wave, QRS and ST segment. A
+            window to the end of the T wave (0.25 / 0.45 s) identified people across sessions
+            worse on validation persons (the T wave moves with the heart rate; README, default
+            model card).
         clean_method: ``neurokit2.ecg_clean`` method for the stored waveforms.
         peak_method: ``neurokit2.ecg_peaks`` method for R-peak detection. The default is the best
             measured on all 48 MIT-BIH records after peak refinement (F1 98.6 % at 50 ms, 98.8 %
@@ -45,8 +48,8 @@ class BeatConfig:
         detect_lead: lead name used for R-peak detection; empty = the first kept lead.
         refine_peaks: move each detected peak to the local extremum (with the record's QRS polarity)
             within ``refine_window_s``, so that beats are aligned on the R wave itself.
-        min_quality: beats whose correlation with the record's median beat is below this are
-            rejected (0 disables).
+        min_quality: beats whose correlation with the record's median beat (over the whole
+            heartbeat, ``ecgbio.beats.QUALITY_CONTEXT_S``) is below this are rejected (0 disables).
         max_amplitude_z: beats whose peak-to-peak amplitude is this many robust standard deviations
             away from the record's median are rejected (0 disables).
         normalize: ``none`` keeps millivolts; ``record`` divides all beats of a record by the
@@ -59,8 +62,8 @@ class BeatConfig:
 
     leads: tuple[str, ...] = ("I",)
     rate: int = 100
-    before_s: float = 0.25
-    after_s: float = 0.45
+    before_s: float = 0.2
+    after_s: float = 0.2
     clean_method: str = "neurokit"
     peak_method: str = "rodrigues2021"
     detect_lead: str = ""

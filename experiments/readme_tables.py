@@ -194,11 +194,13 @@ def default_model_table() -> str:
     for path in sorted(RESULTS.glob("default-model-*.json")):  # variants, selected against
         variant = json.loads(path.read_text())
         v, c = variant["validation"], variant["train_config"]
+        name = path.stem.removeprefix("default-model-")
         rows.append(
-            f"| variant: stretch +-{100 * c['augment_stretch']:.0f} %, shift "
+            f"| variant `{name}`: stretch +-{100 * c['augment_stretch']:.0f} %, shift "
             f"+-{1000 * c['augment_shift_s']:.0f} ms, smoothing {c.get('augment_smooth', 0):g}, "
             f"lead axis +-{c.get('augment_axis_deg', 0):g} deg, input norm "
-            f"{variant['model_config']['input_norm']} | "
+            f"{variant['model_config']['input_norm']}, window "
+            f"{variant['beat_config']['before_s']:g} / {variant['beat_config']['after_s']:g} s | "
             f"validation rank-1 {v['rank1']:.3f}, EER {100 * v['eer']:.1f} % (best epoch "
             f"{variant['best_epoch']}); `{variant['command']}` at commit "
             f"{(variant.get('git_commit') or 'unknown')[:7]} |"

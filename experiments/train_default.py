@@ -68,21 +68,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smooth", type=float, default=0.0, help="recorder bandwidth jitter")
     parser.add_argument("--axis", type=float, default=0.0, help="lead-axis jitter, degrees")
     parser.add_argument(
-        "--input-norm", default="beat", help="beat: z-score each beat; none: keep millivolts"
+        "--input-norm", default="none", help="none: keep millivolts; beat: z-score each beat"
     )
+    parser.add_argument("--before", type=float, default=BeatConfig.before_s, help="seconds")
+    parser.add_argument("--after", type=float, default=BeatConfig.after_s, help="seconds")
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     leads = ("I", "II") if args.axis else ("I",)
-    beat = BeatConfig(leads=leads, rate=args.rate)
+    beat = BeatConfig(leads=leads, rate=args.rate, before_s=args.before, after_s=args.after)
+    default_window = (BeatConfig.before_s, BeatConfig.after_s)
+    window = "" if (args.before, args.after) == default_window else f"-{args.before}-{args.after}s"
     sources = {"ptbxl": str(args.root), "mitdb": str(args.mitdb)}
     store = cached_store(
         lambda: (
             ptbxl_records(args.root, rate=args.rate)
             + mitdb_records(args.mitdb, store_leads=len(leads))
         ),
-        args.work / f"default-store-{args.rate}hz-{'-'.join(leads)}",
+        args.work / f"default-store-{args.rate}hz-{'-'.join(leads)}{window}",
         beat,
         args.workers,
         not args.quiet,

@@ -68,7 +68,7 @@ def test_prepare_ptbxl_on_a_ptbxl_shaped_folder(ptbxl_root, tmp_path):
     assert summary["persons"] == 4 and summary["persons_multi_record"] == 3
     assert summary["leads"] == ["I", "II"] and summary["beats"] > 8 * 5
     info = json.loads(run("store", "info", out, "--json").stdout)
-    assert info["shape"][1:] == [2, 350] and info["persons"] == 4
+    assert info["shape"][1:] == [2, 200] and info["persons"] == 4
 
 
 def test_prepare_ptbxl_at_100_hz_prints_a_summary(ptbxl_root, tmp_path):
@@ -131,7 +131,7 @@ def test_beats_command_json_and_errors(ptbxl_root):
     result = run("beats", record, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["beats"] >= 5 and data["window_samples"] == 70 and data["leads"] == ["I"]
+    assert data["beats"] >= 5 and data["window_samples"] == 40 and data["leads"] == ["I"]
     assert_one_line_error(run("beats", record, "--leads", "X9"), record.name, "no lead 'X9'")
     assert_one_line_error(
         run("beats", record.parent / "missing.hea"), "missing.hea", "header file not found"

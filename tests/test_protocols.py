@@ -65,8 +65,14 @@ def test_seed_protocol_reproduces_the_notebook(seed_store):
 
 
 def test_seed_protocol_refuses_other_windows(store):
+    import dataclasses
+    import json
+
+    manifest = json.loads(json.dumps(store.manifest))
+    manifest["config"]["after_s"] = 0.45  # a window to the end of the T wave
+    longer = dataclasses.replace(store, manifest=manifest)
     with pytest.raises(ConfigError, match=r"0\.4 s windows centred .* --before 0\.2 --after 0\.2"):
-        seed_split(store)
+        seed_split(longer)
 
 
 def test_cross_session_never_trains_on_a_probe_record(store):
