@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
         widths=(32, 64, 128), blocks=(1, 1, 1), embedding_dim=128, dropout=0.2, input_norm="none"
     )
     # Within one record, amplitude is part of what tells records apart: no gain augmentation.
-    # Two candidates (both heads, softmax head alone); the one with the better validation
-    # accuracy (then loss) is reported. The test beats play no part in the choice.
+    # Four candidates (both heads or the softmax head alone, from scratch or from the pretrained
+    # backbone); the one with the better validation accuracy (then loss) is reported. The test
+    # beats play no part in the choice.
     pretrained = pretrain(store, model, args)
     inits = ("scratch", "pretrained") if pretrained else ("scratch",)
     candidates = {}
