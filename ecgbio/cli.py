@@ -286,7 +286,8 @@ def train_cmd(
         float,
         typer.Option(
             "--axis",
-            help="Lead-axis turn, degrees: needs a store of leads I,II; the model reads lead I.",
+            help="Lead-axis turn, degrees (with --augment): needs a store whose first leads are "
+            "I,II; the model reads lead I.",
         ),
     ] = 0.0,
     patience: Annotated[int, typer.Option("--patience", help="Early stopping (0 = off).")] = 8,

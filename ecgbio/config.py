@@ -224,9 +224,10 @@ class TrainConfig:
         augment_smooth: with ``augment``, random 3-tap low-pass of strength up to this (0-0.33):
             recorders' different bandwidths.
         augment_axis_deg: with ``augment``, turn each training beat's lead axis by up to this
-            many degrees in the frontal plane (electrode placement, posture, breathing). Needs a
-            store with leads I and II; the model sees lead I only, and remembers lead I as its
-            input (see :func:`ecgbio.training.augment.rotate_lead_axis`).
+            many degrees (at most 45) in the frontal plane (electrode placement, posture,
+            breathing). Needs a store whose first two leads are I then II, not z-scored per beat;
+            the model sees lead I only, and remembers lead I as its input (see
+            :func:`ecgbio.training.augment.rotate_lead_axis`).
         patience: stop after this many epochs without a better validation score (0 = never).
         seed: seeds every random choice (weights, batches, augmentation).
         num_workers: DataLoader worker processes.
@@ -299,7 +300,7 @@ class TrainConfig:
                 f"in [0, 1/3], got {self.augment_stretch}, {self.augment_shift_s}, "
                 f"{self.augment_smooth}"
             )
-        if not 0 <= self.augment_axis_deg <= 90:
-            raise ConfigError(f"augment_axis_deg must be in [0, 90], got {self.augment_axis_deg}")
+        if not 0 <= self.augment_axis_deg <= 45:
+            raise ConfigError(f"augment_axis_deg must be in [0, 45], got {self.augment_axis_deg}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

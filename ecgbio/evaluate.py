@@ -302,6 +302,7 @@ def match_figures(
         "eer": float(result.eer),
         "eer_threshold": float(result.threshold),
         "auc": float(auc(genuine, impostor)),
+        "d_prime": d_prime(genuine, impostor),
         "persons": int(len(np.unique(gallery_persons))),
         "probes": int(len(probe_persons)),
         "genuine_scores": int(genuine.size),
@@ -320,6 +321,16 @@ def match_figures(
         tar, _ = tar_at_far(genuine, impostor, far)
         figures[f"tar@far={far:g}"] = float(tar)
     return figures
+
+
+def d_prime(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """Daugman's decidability index: how far apart the genuine and impostor score distributions
+    are, in pooled standard deviations. Unlike rank-1 or the EER it keeps growing once the two
+    are fully separated, so it can still tell two perfect models apart."""
+    if genuine.size < 2 or impostor.size < 2:
+        return 0.0
+    spread = np.sqrt((genuine.var() + impostor.var()) / 2)
+    return float((genuine.mean() - impostor.mean()) / max(float(spread), 1e-12))
 
 
 def score_arrays(

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgbio.beats import extract_beats
+from ecgbio.beats import QUALITY_CONTEXT_S, extract_beats
 from ecgbio.config import BeatConfig, save_json, to_dict
 from ecgbio.errors import EcgbioError, StoreError
 from ecgbio.io import atomic_open
@@ -383,6 +383,9 @@ def _finalize(
         "shape": list(shape),
         "leads": leads,
         "config": to_dict(config),
+        # how beats were judged, which the config does not say: a store made by another rule is
+        # another store (experiments' cached stores are rebuilt when it differs)
+        "quality_context_s": list(QUALITY_CONTEXT_S),
         "source": source,
         "versions": _versions(),
         "summary": summary.__dict__,

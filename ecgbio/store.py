@@ -145,6 +145,13 @@ class BeatStore:
                 f"({', '.join(have)})",
                 self.root,
             )
+        detect = self.config.detect_lead
+        if detect and detect not in leads:
+            raise StoreError(
+                f"its beats were found on lead {detect}, which a view of {', '.join(leads)} "
+                f"would not have: a model trained on it could not find beats the same way",
+                self.root,
+            )
         manifest = json.loads(json.dumps(self.manifest))
         manifest["leads"] = list(leads)
         manifest["config"]["leads"] = list(leads)

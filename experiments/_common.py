@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ecgbio.beats import QUALITY_CONTEXT_S
 from ecgbio.config import BeatConfig, to_dict
 from ecgbio.errors import StoreError
 from ecgbio.io import atomic_write_text
@@ -52,10 +53,12 @@ def cached_store(
     progress: bool,
     source: dict[str, Any],
 ) -> BeatStore:
-    """Open ``out`` if it was prepared with ``config``, else prepare it (resuming if interrupted)."""
+    """Open ``out`` if it was prepared with ``config`` (and today's beat-quality rule), else
+    prepare it (resuming if interrupted)."""
     try:
         store = BeatStore.open(out)
-        if store.config == config:
+        same_rule = store.manifest.get("quality_context_s") == list(QUALITY_CONTEXT_S)
+        if store.config == config and same_rule:
             return store
         raise StoreError("stale store: different config", out)
     except StoreError:

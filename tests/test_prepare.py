@@ -226,3 +226,11 @@ def test_a_lead_view_shares_the_beats_and_says_its_leads(cohort, tmp_path):
         store.select_leads(("V1",))
     with pytest.raises(StoreError, match="not a contiguous run"):
         store.select_leads(("II", "I"))
+    prepare_store(
+        folder_records(cohort),
+        tmp_path / "on-ii",
+        BeatConfig(leads=("I", "II"), detect_lead="II"),
+        progress=False,
+    )
+    with pytest.raises(StoreError, match="found on lead II"):
+        BeatStore.open(tmp_path / "on-ii").select_leads(("I",))

@@ -147,7 +147,6 @@ def _record_100() -> Path:
     pytest.skip("MIT-BIH record 100 not found under ../shared/data (mitdb/ or wfdb-samples/)")
 
 
-@pytest.mark.realdata
 def test_ec57_leaves_out_flutter_episodes_and_the_learning_period() -> None:
     ann = SimpleNamespace(
         sample=np.array([10, 20, 30, 35, 40, 50, 60, 70, 80]),
@@ -161,6 +160,7 @@ def test_ec57_leaves_out_flutter_episodes_and_the_learning_period() -> None:
     assert vf_spans(SimpleNamespace(sample=np.array([1]), symbol=["N"])).shape == (0, 2)
 
 
+@pytest.mark.realdata
 def test_default_detector_on_mitdb_record_100() -> None:
     """The shipped default detector finds >= 99.5 % of the 2,273 beats at the tight 50 ms window."""
     wfdb = pytest.importorskip("wfdb")

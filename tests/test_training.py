@@ -324,8 +324,10 @@ def test_lead_axis_rotation_stays_in_the_frontal_plane_within_the_angle():
     assert torch.allclose(coef.norm(dim=1), torch.ones(256), atol=1e-4)  # a lead, not a gain
     angle = torch.rad2deg(torch.atan2(coef[:, 1], coef[:, 0]))
     assert angle.abs().max() <= 30.0 + 1e-3 and angle.min() < -20 and angle.max() > 20
+    same = torch.randn(8, 1, 70, generator=gen)  # one limb lead standing in for both
+    assert torch.equal(rotate_lead_axis(same, same.clone(), gen, 30.0), same)
     with pytest.raises(ConfigError, match="augment_axis_deg"):
-        TrainConfig(augment_axis_deg=120)
+        TrainConfig(augment_axis_deg=60)  # beyond 45 degrees lead I turns into another lead
 
 
 def test_axis_augmented_model_reads_lead_i_only(tmp_path):
@@ -348,3 +350,7 @@ def test_axis_augmented_model_reads_lead_i_only(tmp_path):
     assert evaluate_run(tmp_path / "run", tmp_path / "i")["persons"] == 4  # enrol from lead I
     with pytest.raises(ConfigError, match="needs a store whose first leads are I and II"):
         train(tmp_path / "i", tmp_path / "bad", TINY, config, progress=False, echo=None)
+    zscored = BeatConfig(leads=("I", "II"), normalize="beat")
+    prepare_store(specs, tmp_path / "z", zscored, progress=False)
+    with pytest.raises(ConfigError, match="z-scored per beat"):
+        train(tmp_path / "z", tmp_path / "bad", TINY, config, progress=False, echo=None)

@@ -90,12 +90,14 @@ def rotate_lead_axis(
     between sessions; the heart stays the same. Every frontal-plane lead is a combination of
     leads I and II (Einthoven): with the heart vector's components ``Hx = I`` and
     ``Hy = (2 II - I) / sqrt(3)``, the lead at angle ``t`` reads ``I cos t + Hy sin t`` (``t = 60``
-    degrees gives lead II, ``-30`` gives aVL). Inputs and output are ``(beats, 1, samples)``.
+    degrees gives lead II, ``-30`` the direction of aVL). Inputs and output are
+    ``(beats, 1, samples)``. A beat whose two leads are one (a database with a single limb lead
+    standing in for both, as MIT-BIH's MLII) has no axis to turn and is left as it is.
     """
     if not degrees:
         return lead_i
-    angle = torch.deg2rad(
-        degrees * (torch.rand(lead_i.shape[0], 1, 1, generator=generator) * 2 - 1)
-    )
+    angle = degrees * (torch.rand(lead_i.shape[0], 1, 1, generator=generator) * 2 - 1)
+    stand_in = (lead_i == lead_ii).flatten(1).all(dim=1).view(-1, 1, 1)
+    angle = torch.deg2rad(torch.where(stand_in, torch.zeros_like(angle), angle))
     vertical = (2 * lead_ii - lead_i) / 3**0.5
     return lead_i * torch.cos(angle).to(lead_i.dtype) + vertical * torch.sin(angle).to(lead_i.dtype)

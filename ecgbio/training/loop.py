@@ -281,6 +281,12 @@ def _model_view(store: BeatStore, config: TrainConfig) -> BeatStore:
             f"(prepare with --leads I,II); this one has {', '.join(store.leads)}",
             store.root,
         )
+    if store.config.normalize == "beat":
+        raise ConfigError(
+            "augment_axis_deg mixes leads I and II, which a store z-scored per beat and lead no "
+            "longer allows (prepare with --normalize none or record)",
+            store.root,
+        )
     return store.select_leads(AXIS_LEADS[:1])
 
 
@@ -398,15 +404,17 @@ def _validate(
     if isinstance(vset, ClassifySet):
         return evaluate_classify(model, store, vset)
     figures = evaluate_match(model, store, vset)
-    return {k: figures[k] for k in ("rank1", "rank5", "eer", "auc")}
+    return {k: figures[k] for k in ("rank1", "rank5", "eer", "auc", "d_prime")}
 
 
 def _selection_score(val: dict[str, Any]) -> float:
-    """Higher is better. Classification: accuracy (loss breaks ties); matching: rank-1 - EER."""
+    """Higher is better. Classification: accuracy (loss breaks ties); matching: rank-1 - EER,
+    with the genuine/impostor separation (d') breaking ties: on an easy validation set rank-1 and
+    the EER saturate at once, and the first, barely trained epoch would otherwise be kept."""
     if "accuracy" in val:
         return float(val["accuracy"]) - 1e-4 * float(val["loss"])
     if "rank1" in val:
-        return float(val["rank1"]) - float(val["eer"])
+        return float(val["rank1"]) - float(val["eer"]) + 1e-6 * float(val.get("d_prime", 0.0))
     return 0.0
 
 
