@@ -42,9 +42,10 @@ class BeatConfig:
             worse on validation persons (the T wave moves with the heart rate; README, default
             model card).
         clean_method: ``neurokit2.ecg_clean`` method for the stored waveforms.
-        peak_method: ``neurokit2.ecg_peaks`` method for R-peak detection. The default is the best
-            measured on all 48 MIT-BIH records after peak refinement (F1 98.6 % at 50 ms, 98.8 %
-            at 150 ms; README, ``experiments/rpeaks_mitdb.py``).
+        peak_method: R-peak detector, one of ``ecgbio.beats.DETECTORS`` (ecgbio's Pan-Tompkins or
+            a ``neurokit2.ecg_peaks`` method). The default has the best F1 at 50 ms on all 48
+            MIT-BIH records after peak refinement (98.6 %; 98.8 % at 150 ms, where Pan-Tompkins
+            is better; README, ``experiments/rpeaks_mitdb.py``).
         detect_lead: lead name used for R-peak detection; empty = the first kept lead.
         refine_peaks: move each detected peak to the local extremum (with the record's QRS polarity)
             within ``refine_window_s``, so that beats are aligned on the R wave itself.
@@ -302,5 +303,14 @@ class TrainConfig:
             )
         if not 0 <= self.augment_axis_deg <= 45:
             raise ConfigError(f"augment_axis_deg must be in [0, 45], got {self.augment_axis_deg}")
+        asked = {
+            name: getattr(self, name)
+            for name in ("augment_stretch", "augment_shift_s", "augment_smooth", "augment_axis_deg")
+            if getattr(self, name)
+        }
+        if asked and not self.augment:
+            raise ConfigError(
+                f"{', '.join(asked)} need augment (they would be ignored with augment off)"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

@@ -328,6 +328,8 @@ def test_lead_axis_rotation_stays_in_the_frontal_plane_within_the_angle():
     assert torch.equal(rotate_lead_axis(same, same.clone(), gen, 30.0), same)
     with pytest.raises(ConfigError, match="augment_axis_deg"):
         TrainConfig(augment_axis_deg=60)  # beyond 45 degrees lead I turns into another lead
+    with pytest.raises(ConfigError, match="augment_axis_deg need augment"):
+        TrainConfig(augment=False, augment_axis_deg=20)
 
 
 def test_axis_augmented_model_reads_lead_i_only(tmp_path):
