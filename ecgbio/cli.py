@@ -291,6 +291,14 @@ def train_cmd(
         ),
     ] = 0.0,
     patience: Annotated[int, typer.Option("--patience", help="Early stopping (0 = off).")] = 8,
+    ema: Annotated[
+        float,
+        typer.Option(
+            "--ema",
+            help="Keep an exponential moving average of the weights with this decay per step "
+            "(0 = off; 0.998: about 500 steps); it is validated and saved.",
+        ),
+    ] = 0.0,
     val_fraction: Annotated[
         float,
         typer.Option(
@@ -333,6 +341,7 @@ def train_cmd(
         augment_shift_s=shift,
         augment_axis_deg=axis,
         patience=patience,
+        ema_decay=ema,
         val_fraction=val_fraction,
         seed=seed,
         threads=threads,

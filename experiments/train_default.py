@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--before", type=float, default=BeatConfig.before_s, help="seconds")
     parser.add_argument("--after", type=float, default=BeatConfig.after_s, help="seconds")
+    parser.add_argument("--ema", type=float, default=0.0, help="weight-average decay per step")
+    parser.add_argument(
+        "--val-share",
+        type=float,
+        default=1.0,
+        help="share of the multi-record persons held out for validation; the rest train",
+    )
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
@@ -99,12 +106,14 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=256,
         m_per_class=4,
         patience=6,
-        val_fraction=0.0,  # general: every multi-record PTB-XL patient validates
+        # general: val_share of the multi-record patients validate (1.0: all); the rest train
+        val_fraction=0.0 if args.val_share >= 1 else args.val_share,
         augment_stretch=args.stretch,
         augment_shift_s=args.shift,
         augment_smooth=args.smooth,
         augment_axis_deg=args.axis,
         max_beats_per_record=args.mitdb_beats,
+        ema_decay=args.ema,
         threads=args.threads,
     )
     run_dir = args.work / f"run-{args.name}"

@@ -18,7 +18,7 @@ from ecgbio.errors import ConfigError
 from ecgbio.evaluate import evaluate_run
 from ecgbio.models import IdentityModel
 from ecgbio.models.resnet1d import ResNet1d
-from ecgbio.runs import RunError, load_run
+from ecgbio.runs import WEIGHTS_FILE, RunError, load_run
 from ecgbio.training import train
 from tests.fixtures import build_ptbxl_store, build_seed_store
 
@@ -89,8 +89,11 @@ def test_run_directory_contents(store, tmp_path):
     assert result.best_epoch in (1, 2)
 
 
-def test_resume_gives_the_same_model_as_an_uninterrupted_run(store, tmp_path, monkeypatch):
-    config = tiny_train(epochs=3)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(
+    store, tmp_path, monkeypatch, ema_decay
+):
+    config = tiny_train(epochs=3, ema_decay=ema_decay)
     train(store, tmp_path / "full", TINY, config, progress=False, echo=None)
 
     real_epoch = loop._train_epoch
@@ -107,14 +110,34 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(store, tmp_path, mo
     state = json.loads((tmp_path / "cut/checkpoint/state.json").read_text())
     assert state["epoch"] == 2
     train(store, tmp_path / "cut", TINY, config, resume=True, progress=False, echo=None)
-    full = load_file(tmp_path / "full/checkpoint/last.safetensors")
-    cut = load_file(tmp_path / "cut/checkpoint/last.safetensors")
-    assert full.keys() == cut.keys()
-    for key in full:
-        assert torch.equal(full[key], cut[key]), key
+    names = ["last.safetensors"] + ([loop.EMA_FILE] if ema_decay else [])
+    for name in names:
+        full = load_file(tmp_path / "full/checkpoint" / name)
+        cut = load_file(tmp_path / "cut/checkpoint" / name)
+        assert full.keys() == cut.keys()
+        for key in full:
+            assert torch.equal(full[key], cut[key]), (name, key)
     assert (tmp_path / "full/history.csv").read_text().count("\n") == (
         tmp_path / "cut/history.csv"
     ).read_text().count("\n")
+
+
+def test_ema_run_validates_and_keeps_the_weight_average(store, tmp_path):
+    train(
+        store, tmp_path / "r", TINY, tiny_train(epochs=1, ema_decay=0.5), progress=False, echo=None
+    )
+    kept = load_file(tmp_path / "r" / WEIGHTS_FILE)
+    average = load_file(tmp_path / "r/checkpoint" / loop.EMA_FILE)
+    last = load_file(tmp_path / "r/checkpoint/last.safetensors")
+    assert int(average.pop("n_averaged")) > 1  # updated after every step
+    assert kept.keys() == last.keys() == {k.removeprefix("module.") for k in average}
+    for key in kept:
+        assert torch.equal(kept[key], average["module." + key]), key
+    weights = [k for k in kept if k.endswith("weight")]
+    assert any(not torch.equal(kept[k], last[k]) for k in weights)  # not the live weights
+    for decay in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="ema_decay must be in"):
+            TrainConfig(ema_decay=decay)
 
 
 def test_resume_refuses_other_options(store, tmp_path):
@@ -241,9 +264,10 @@ def test_train_cli(store, tmp_path):
     bad = runner.invoke(app, [*args[:-1], "--widths", "8,x"])
     assert bad.exit_code == EXIT_ERROR and "expected comma-separated integers" in bad.stderr
     warped = [*args[:4], str(tmp_path / "w"), *args[5:], "--stretch", "0.05", "--shift", "0.01"]
-    assert runner.invoke(app, warped).exit_code == 0
+    assert runner.invoke(app, [*warped, "--ema", "0.99"]).exit_code == 0
     saved = json.loads((tmp_path / "w/config.json").read_text())["train"]
     assert (saved["augment_stretch"], saved["augment_shift_s"]) == (0.05, 0.01)
+    assert saved["ema_decay"] == 0.99
     axis = runner.invoke(app, [*args[:4], str(tmp_path / "a"), *args[5:], "--axis", "20"])
     assert axis.exit_code == EXIT_ERROR and "needs a store whose first leads are I and II" in (
         axis.stderr

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import BatchSampler
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, from_dict, save_json, to_dict
@@ -62,6 +63,9 @@ from ecgbio.training.distributed import (
 )
 
 Echo = Callable[[str], None]
+
+#: The checkpoint's weight average (``TrainConfig.ema_decay``), beside ``last.safetensors``.
+EMA_FILE = "ema.safetensors"
 
 
 @dataclass
@@ -175,9 +179,19 @@ def train(
             * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps))))
         ),
     )
+    # The weight average (when asked) is what is validated, selected and saved; the live model
+    # keeps training. Buffers (BatchNorm statistics) are averaged alike.
+    ema = (
+        AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay), use_buffers=True
+        )
+        if train_config.ema_decay
+        else None
+    )
+    judged: IdentityModel = ema.module if ema is not None else model  # type: ignore[assignment]
     state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0}
     if resume:
-        state = _load_checkpoint(out, model, optimizer, scheduler, truncate=ctx.is_main)
+        state = _load_checkpoint(out, model, optimizer, scheduler, ema, truncate=ctx.is_main)
         say(f"resuming {out} after epoch {state['epoch']}")
     net: torch.nn.Module = model
     if ctx.enabled:
@@ -202,24 +216,25 @@ def train(
             epoch,
             ctx,
             progress,
+            ema,
         )
         beats_seen += row.pop("_beats")
         train_time += time.perf_counter() - t0
         stop = False
         if ctx.is_main:
-            val = _validate(model, store, split.val)
+            val = _validate(judged, store, split.val)
             row.update({f"val_{k}": v for k, v in val.items() if not isinstance(v, dict)})
             row["seconds"] = round(time.perf_counter() - t0, 2)
             score = _selection_score(val)
             improved = score > state["best_score"]
             if improved:
                 state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
-                save_weights(out / WEIGHTS_FILE, model)
+                save_weights(out / WEIGHTS_FILE, judged)
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
             _append_history(history_path, row)
-            _save_checkpoint(out, model, optimizer, scheduler, state)
+            _save_checkpoint(out, model, optimizer, scheduler, state, ema)
             say(_epoch_line(row, improved))
             last = row
             stop = bool(train_config.patience) and state["bad_epochs"] >= train_config.patience
@@ -327,6 +342,7 @@ def _train_epoch(
     epoch: int,
     ctx: DistContext,
     progress: bool,
+    ema: AveragedModel | None = None,
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
@@ -363,6 +379,8 @@ def _train_epoch(
         out["loss"].backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         n = len(y)
         sums["loss"] += float(out["loss"].detach()) * n
         sums["softmax"] += float(out["softmax"]) * n
@@ -480,10 +498,13 @@ def _save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     state: dict[str, Any],
+    ema: AveragedModel | None = None,
 ) -> None:
     ckpt = out / CHECKPOINT_DIR
     ckpt.mkdir(exist_ok=True)
     save_weights(ckpt / "last.safetensors", model)
+    if ema is not None:
+        save_weights(ckpt / EMA_FILE, ema)
     save_torch_state(
         ckpt / "optimizer.pt",
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
@@ -496,11 +517,14 @@ def _load_checkpoint(
     model: IdentityModel,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    ema: AveragedModel | None = None,
     truncate: bool = True,
 ) -> dict[str, Any]:
     ckpt = out / CHECKPOINT_DIR
     state = json.loads((ckpt / "state.json").read_text())
     load_weights(ckpt / "last.safetensors", model)
+    if ema is not None:
+        load_weights(ckpt / EMA_FILE, ema)
     saved = load_torch_state(ckpt / "optimizer.pt")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
