@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--before", type=float, default=BeatConfig.before_s, help="seconds")
     parser.add_argument("--after", type=float, default=BeatConfig.after_s, help="seconds")
+    parser.add_argument(
+        "--blocks", default="1,1,1,1", help="residual blocks per stage (ResNet1d depth)"
+    )
     parser.add_argument("--ema", type=float, default=0.0, help="weight-average decay per step")
     parser.add_argument(
         "--val-share",
@@ -99,7 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
         not args.quiet,
         {"kind": "ptbxl+mitdb", **sources},
     )
-    model = ModelConfig(input_norm=args.input_norm)
+    model = ModelConfig(
+        input_norm=args.input_norm, blocks=tuple(int(b) for b in args.blocks.split(","))
+    )
     config = TrainConfig(
         protocol="general",
         epochs=args.epochs or 30,
