@@ -200,12 +200,44 @@ def default_model_table() -> str:
             f"+-{1000 * c['augment_shift_s']:.0f} ms, smoothing {c.get('augment_smooth', 0):g}, "
             f"lead axis +-{c.get('augment_axis_deg', 0):g} deg, input norm "
             f"{variant['model_config']['input_norm']}, window "
-            f"{variant['beat_config']['before_s']:g} / {variant['beat_config']['after_s']:g} s | "
+            f"{variant['beat_config']['before_s']:g} / {variant['beat_config']['after_s']:g} s"
+            f"{_variant_extras(variant)} | "
             f"validation rank-1 {v['rank1']:.3f}, EER {100 * v['eer']:.1f} % (best epoch "
-            f"{variant['best_epoch']}); `{variant['command']}` at commit "
-            f"{(variant.get('git_commit') or 'unknown')[:7]} |"
+            f"{variant['best_epoch']}){_same_persons(variant)}; `{variant['command']}` at commit "
+            f"{(variant.get('git_commit') or 'unknown')[:7]}{_note(variant)} |"
         )
     return "\n".join(rows)
+
+
+def _variant_extras(variant: dict) -> str:
+    """What a variant changed beyond the augmentation and the window (only when it did)."""
+    train, model = variant["train_config"], variant["model_config"]
+    extras = []
+    if tuple(model.get("blocks", (1, 1, 1, 1))) != (1, 1, 1, 1):
+        extras.append(f"blocks {','.join(str(b) for b in model['blocks'])}")
+    if train.get("ema_decay"):
+        extras.append(f"weight average (EMA) {train['ema_decay']:g} a step")
+    if train.get("val_fraction"):
+        extras.append(
+            f"{100 * train['val_fraction']:.0f} % of the multi-record persons validate, "
+            "the others train"
+        )
+    return "".join(", " + e for e in extras)
+
+
+def _same_persons(variant: dict) -> str:
+    """A variant validated on fewer persons compares only with the shipped model on them."""
+    shipped = variant.get("shipped_same_persons")
+    if not shipped:
+        return ""
+    return (
+        f" on {shipped['persons']} persons / {shipped['probes']} probes, where the model shipped "
+        f"then scores {shipped['rank1']:.3f} / {100 * shipped['eer']:.1f} %"
+    )
+
+
+def _note(variant: dict) -> str:
+    return f" ({variant['note']})" if variant.get("note") else ""
 
 
 def speed_table() -> str:

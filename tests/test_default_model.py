@@ -85,3 +85,17 @@ def test_a_missing_default_model_is_one_line_and_exit_2(tmp_path, monkeypatch):
 def test_report_will_not_write_into_the_installed_package():
     result = run("report", DEFAULT_MODEL_DIR)
     assert result.exit_code == 2 and "part of the installed ecgbio package" in result.output
+
+
+def test_a_smaller_validation_compares_with_the_shipped_model_on_the_same_persons(tmp_path):
+    from ecgbio.config import TrainConfig
+    from ecgbio.store import BeatStore
+    from experiments.train_default import shipped_on_same_persons
+    from tests.fixtures import build_ptbxl_store
+
+    store = BeatStore.open(build_ptbxl_store(tmp_path))
+    half = shipped_on_same_persons(store, TrainConfig(protocol="general", val_fraction=0.5))
+    every = shipped_on_same_persons(store, TrainConfig(protocol="general", val_fraction=0.0))
+    assert 2 <= half["persons"] < every["persons"]
+    assert half["probes"] < every["probes"] and 0 <= half["rank1"] <= 1
+    assert half["model_sha256"] == load_run(DEFAULT_MODEL_DIR).fingerprint
