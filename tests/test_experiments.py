@@ -87,6 +87,24 @@ def test_seed_recipe(tmp_path):
     assert figures["classes"] >= 1 and (tmp_path / "results.json").exists()
 
 
+def test_seed_recipe_without_persons_to_pretrain_on(tmp_path, capsys):
+    # one record per person: nobody is left to pretrain and validate across records on
+    root = write_synthetic_cohort(
+        tmp_path / "single",
+        n_persons=4,
+        records_per_person=[1] * 4,
+        duration_s=25.0,
+        rate=500,
+        n_leads=1,
+        seed=4,
+    )
+    figures = ptbxl_seed.main([*common(root, tmp_path), "--rate", "500"])
+    out = capsys.readouterr().out
+    assert "no pretraining: " in out and "general needs >= 2 persons with >= 2 records" in out
+    assert set(figures["candidates"]) == {"arcface", "none"} and figures["pretraining"] is None
+    assert figures["classes"] == 4 and (tmp_path / "results.json").exists()
+
+
 def test_cross_session_recipe(root, tmp_path):
     figures = ptbxl_cross_session.main([*common(root, tmp_path), "--rate", "100"])
     assert figures["persons"] == sum(n >= 2 for n in RECORDS_PER_PERSON)
