@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ecgbio.config import ModelConfig, TrainConfig, to_dict
+from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, to_dict
 from ecgbio.models import IdentityModel
 from ecgbio.provenance import provenance
 
@@ -37,8 +37,10 @@ PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(widths=(16, 32, 64, 128), embedding_dim=64),
     "tiny": ModelConfig(widths=(8, 16, 32, 64), embedding_dim=32),
 }
-#: Beat window lengths: 0.7 s (the default BeatConfig window) at 100 Hz and at 500 Hz.
-WINDOWS = {70: "0.7 s at 100 Hz", 350: "0.7 s at 500 Hz"}
+#: Beat window lengths: the default BeatConfig window at 100 Hz (the default model's rate) and at
+#: 500 Hz (PTB-XL's and ECG-ID's own rate).
+_WINDOW_S = BeatConfig.before_s + BeatConfig.after_s
+WINDOWS = {round(_WINDOW_S * rate): f"{_WINDOW_S:g} s at {rate} Hz" for rate in (100, 500)}
 DTYPES = ("fp32", "bf16")
 
 
@@ -175,7 +177,9 @@ def main() -> None:
     parser.add_argument(
         "--configs", default=",".join(PRESETS), help=f"presets: {', '.join(PRESETS)}"
     )
-    parser.add_argument("--windows", default="70,350", help="beat lengths in samples")
+    parser.add_argument(
+        "--windows", default=",".join(map(str, WINDOWS)), help="beat lengths in samples"
+    )
     parser.add_argument("--dtypes", default=",".join(DTYPES), help="fp32 and/or bf16")
     parser.add_argument("--threads", default="1,2", help="torch intra-op thread counts")
     parser.add_argument("--batch", type=int, default=256)
