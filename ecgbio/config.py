@@ -234,7 +234,7 @@ class TrainConfig:
         num_workers: DataLoader worker processes.
         threads: torch intra-op threads (0 = leave torch's default).
         bf16: bfloat16 autocast. Only CPUs with native bf16 (AVX512-BF16 / AMX) gain from it; on
-            an AVX2-only CPU it was measured 12-30x slower (benchmarks/train_throughput.py).
+            an AVX2-only CPU it was measured 10-43x slower (benchmarks/train_throughput.py).
         val_fraction: share of the held-out persons used for validation in the ``unseen``
             protocol; 0 keeps them all for test and validates on unseen training identities
             instead (see :func:`ecgbio.protocols.unseen_split`); in the ``general``
