@@ -12,7 +12,10 @@ database the model has not seen.
 
 ``--stretch`` / ``--shift`` set the time augmentation (heart-rate stretch about the R-peak, R-peak
 jitter) and ``--axis`` the lead-axis augmentation (degrees; its store keeps leads I and II, the
-model sees lead I); the shipped model's values are the defaults here. Results:
+model sees lead I); the shipped model's values are the defaults here. ``--blocks`` sets the depth,
+``--ema`` a weight average (``TrainConfig.ema_decay``), and ``--val-share`` lets that share of the
+multi-record persons validate and the others train (the run then also scores the shipped model on
+the same persons: its own figures compare with that only). Results:
 experiments/results/default-model.json (validation figures, wall time on this machine, command,
 commit).
 """
@@ -109,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
+    if not 0 < args.val_share <= 1:
+        parser.error(f"--val-share must be in (0, 1], got {args.val_share}")
     started = time.perf_counter()
     leads = ("I", "II") if args.axis else ("I",)
     beat = BeatConfig(leads=leads, rate=args.rate, before_s=args.before, after_s=args.after)
