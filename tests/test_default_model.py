@@ -99,3 +99,13 @@ def test_a_smaller_validation_compares_with_the_shipped_model_on_the_same_person
     assert 2 <= half["persons"] < every["persons"]
     assert half["probes"] < every["probes"] and 0 <= half["rank1"] <= 1
     assert half["model_sha256"] == load_run(DEFAULT_MODEL_DIR).fingerprint
+
+
+def test_train_default_refuses_a_validation_share_outside_0_1(capsys):
+    from experiments import train_default
+
+    for share in ("0", "1.5"):
+        with pytest.raises(SystemExit) as stop:
+            train_default.main(["--val-share", share])
+        assert stop.value.code == 2
+        assert f"--val-share must be in (0, 1], got {float(share)}" in capsys.readouterr().err
