@@ -1,7 +1,8 @@
 """Train ecgbio's shipped default model: lead I, 100 Hz, on PTB-XL and MIT-BIH (never on ECG-ID).
 
-Data: every PTB-XL patient of ``--ptbxl`` (lead I) and the 47 MIT-BIH persons of ``--mitdb`` (MLII
-standing in for lead I, at most ``--mitdb-beats`` beats of each 30-minute record, spread over it).
+Data: every PTB-XL patient of ``--root`` (lead I; the shared subset, or a full download) and the
+47 MIT-BIH persons of ``--mitdb`` (MLII standing in for lead I, at most ``--mitdb-beats`` beats of
+each 30-minute record, spread over it; ``--mitdb none`` leaves them out).
 Selection: protocol ``general``: the persons with several records (PTB-XL patients, and MIT-BIH's
 201/202) are held out and the model is selected on them, enrolled from their earliest record and
 probed with the later ones (another session, mostly another day), never on ECG-ID, which stays a
@@ -22,6 +23,7 @@ commit).
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import time
@@ -40,6 +42,7 @@ from ecgbio.runs import (
     WEIGHTS_FILE,
     load_run,
 )
+from ecgbio.sources import RecordSpec
 from ecgbio.sources.mitdb import mitdb_records
 from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.store import BeatStore
@@ -66,6 +69,14 @@ def strip_machine_paths(config_path: Path) -> None:
     save_json(config_path, config)
 
 
+def training_records(args: argparse.Namespace, store_leads: int) -> list[RecordSpec]:
+    """PTB-XL's records, and MIT-BIH's unless ``--mitdb none`` (a machine without it)."""
+    specs = ptbxl_records(args.root, rate=args.rate)
+    if str(args.mitdb) != "none":
+        specs += mitdb_records(args.mitdb, store_leads=store_leads)
+    return specs
+
+
 def shipped_on_same_persons(store: BeatStore, config: TrainConfig) -> dict:
     """The shipped model's figures on this run's validation persons.
 
@@ -88,7 +99,9 @@ def shipped_on_same_persons(store: BeatStore, config: TrainConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = base_parser(__doc__, SHARED_DATA / "ptb-xl-subset")
-    parser.add_argument("--mitdb", type=Path, default=SHARED_DATA / "mitdb")
+    parser.add_argument(
+        "--mitdb", type=Path, default=SHARED_DATA / "mitdb", help="MIT-BIH root, or none"
+    )
     parser.add_argument("--mitdb-beats", type=int, default=100)
     parser.add_argument("--stretch", type=float, default=0.08)
     parser.add_argument("--shift", type=float, default=0.02, help="seconds")
@@ -119,17 +132,15 @@ def main(argv: list[str] | None = None) -> dict:
     beat = BeatConfig(leads=leads, rate=args.rate, before_s=args.before, after_s=args.after)
     default_window = (BeatConfig.before_s, BeatConfig.after_s)
     window = "" if (args.before, args.after) == default_window else f"-{args.before}-{args.after}s"
+    with_mitdb = str(args.mitdb) != "none"
     sources = {"ptbxl": str(args.root), "mitdb": str(args.mitdb)}
     store = cached_store(
-        lambda: (
-            ptbxl_records(args.root, rate=args.rate)
-            + mitdb_records(args.mitdb, store_leads=len(leads))
-        ),
+        lambda: training_records(args, len(leads)),
         args.work / f"default-store-{args.rate}hz-{'-'.join(leads)}{window}",
         beat,
         args.workers,
         not args.quiet,
-        {"kind": "ptbxl+mitdb", **sources},
+        {"kind": "ptbxl+mitdb" if with_mitdb else "ptbxl", **sources},
     )
     model = ModelConfig(
         input_norm=args.input_norm, blocks=tuple(int(b) for b in args.blocks.split(","))
@@ -194,7 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
     suffix = "" if args.name == "default" else "-" + args.name.removeprefix("default-")
     path = default_results(args, f"default-model{suffix}")
     if path:
-        data = f"PTB-XL at {args.root} (CC BY 4.0) + MIT-BIH at {args.mitdb} (ODC-By 1.0)"
+        data = f"PTB-XL at {args.root} (CC BY 4.0)" + (
+            f" + MIT-BIH at {args.mitdb} (ODC-By 1.0)" if with_mitdb else ""
+        )
         write_results(path, figures, started, data, beat)
     return figures
 

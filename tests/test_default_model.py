@@ -109,3 +109,19 @@ def test_train_default_refuses_a_validation_share_outside_0_1(capsys):
             train_default.main(["--val-share", share])
         assert stop.value.code == 2
         assert f"--val-share must be in (0, 1], got {float(share)}" in capsys.readouterr().err
+
+
+def test_train_default_reads_mitdb_unless_told_none(tmp_path):
+    from argparse import Namespace
+
+    from ecgbio.errors import EcgbioError
+    from ecgbio.sources.synthetic import write_synthetic_cohort
+    from experiments.train_default import training_records
+
+    root = write_synthetic_cohort(
+        tmp_path / "ptbxl", n_persons=3, records_per_person=[1, 1, 2], duration_s=4.0, seed=1
+    )
+    alone = training_records(Namespace(root=root, rate=100, mitdb="none"), 1)
+    assert len(alone) == 4 and not any(s.person.startswith("mitdb-") for s in alone)
+    with pytest.raises(EcgbioError, match="no MIT-BIH records"):
+        training_records(Namespace(root=root, rate=100, mitdb=tmp_path / "absent"), 1)
