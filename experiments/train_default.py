@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
         default=1.0,
         help="share of the multi-record persons held out for validation; the rest train",
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="weights, batches, and which persons validate"
+    )
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         augment_axis_deg=args.axis,
         max_beats_per_record=args.mitdb_beats,
         ema_decay=args.ema,
+        seed=args.seed,
         threads=args.threads,
     )
     run_dir = args.work / f"run-{args.name}"
