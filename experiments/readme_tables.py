@@ -217,6 +217,8 @@ def _variant_extras(variant: dict) -> str:
         extras.append(f"blocks {','.join(str(b) for b in model['blocks'])}")
     if train.get("ema_decay"):
         extras.append(f"weight average (EMA) {train['ema_decay']:g} a step")
+    if train.get("seed"):
+        extras.append(f"seed {train['seed']}")
     if train.get("val_fraction"):
         extras.append(
             f"{100 * train['val_fraction']:.0f} % of the multi-record persons validate, "
