@@ -232,6 +232,8 @@ def _same_persons(variant: dict) -> str:
     shipped = variant.get("shipped_same_persons")
     if not shipped:
         return ""
+    if "skipped" in shipped:
+        return f" (the shipped model could not be scored on the same persons: {shipped['skipped']})"
     return (
         f" on {shipped['persons']} persons / {shipped['probes']} probes, where the model shipped "
         f"then scores {shipped['rank1']:.3f} / {100 * shipped['eer']:.1f} %"

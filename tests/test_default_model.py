@@ -101,6 +101,29 @@ def test_a_smaller_validation_compares_with_the_shipped_model_on_the_same_person
     assert half["model_sha256"] == load_run(DEFAULT_MODEL_DIR).fingerprint
 
 
+def test_the_shipped_comparison_reads_a_lead_view_and_skips_another_window(tmp_path):
+    from ecgbio.config import BeatConfig, TrainConfig
+    from ecgbio.prepare import prepare_store
+    from ecgbio.sources.ptbxl import ptbxl_records
+    from ecgbio.sources.synthetic import write_synthetic_cohort
+    from ecgbio.store import BeatStore
+    from experiments.train_default import shipped_on_same_persons
+
+    root = write_synthetic_cohort(
+        tmp_path / "ptbxl", n_persons=5, records_per_person=[2] * 5, duration_s=8.0, n_leads=2
+    )
+    config = TrainConfig(protocol="general", val_fraction=0.5)
+    stores = {}
+    for name, beat in {
+        "axis": BeatConfig(leads=("I", "II")),  # what --axis trains on: the model reads lead I
+        "window": BeatConfig(before_s=0.25, after_s=0.45),
+    }.items():
+        prepare_store(ptbxl_records(root, rate=100), tmp_path / name, beat, progress=False)
+        stores[name] = shipped_on_same_persons(BeatStore.open(tmp_path / name), config)
+    assert "skipped" not in stores["axis"] and stores["axis"]["persons"] >= 2
+    assert "store was prepared differently" in stores["window"]["skipped"]
+
+
 def test_train_default_refuses_a_validation_share_outside_0_1(capsys):
     from experiments import train_default
 
