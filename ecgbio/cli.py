@@ -201,6 +201,72 @@ def prepare_wfdb(
     )
 
 
+@prepare_app.command("cinc2017")
+@handle_errors
+def prepare_cinc2017(
+    root: Annotated[
+        Path,
+        typer.Option("--root", help="CinC 2017 folder (holds training2017/, or is it)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Beat store directory to create.")],
+    include_noisy: Annotated[
+        bool,
+        typer.Option("--include-noisy", help="Keep the records labelled '~' (too noisy)."),
+    ] = False,
+    rate: Rate = _DEFAULT.rate,
+    leads: Annotated[
+        str,
+        typer.Option(
+            "--leads", help="The store's lead name(s); the record's ECG is read for each."
+        ),
+    ] = "I",
+    workers: Workers = 2,
+    before: Before = _DEFAULT.before_s,
+    after: After = _DEFAULT.after_s,
+    normalize: Normalize = _DEFAULT.normalize,
+    peak_method: PeakMethod = _DEFAULT.peak_method,
+    min_quality: MinQuality = _DEFAULT.min_quality,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Prepare the PhysioNet/CinC Challenge 2017 training set (AliveCor lead I, 300 Hz): every
+    record is its own person, its rhythm label kept as x_rhythm."""
+    from ecgbio.sources.cinc2017 import NOISY, cinc2017_listing
+
+    config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
+    if config.all_leads:
+        raise EcgbioError("--leads all: CinC 2017 records have one lead; name the store's lead(s)")
+    listing = cinc2017_listing(root, include_noisy=include_noisy, store_leads=len(config.leads))
+    if not listing.specs:
+        raise EcgbioError(
+            f"all {listing.left_out_noisy} records are labelled '{NOISY}' (too noisy); "
+            "--include-noisy keeps them",
+            listing.folder,
+        )
+    _prepare(
+        listing.specs,
+        out,
+        config,
+        workers,
+        overwrite,
+        quiet,
+        as_json,
+        {
+            "kind": "cinc2017",
+            "root": str(root.resolve()),
+            "include_noisy": include_noisy,
+            "left_out_noisy": listing.left_out_noisy,
+            "labels": listing.labels,
+        },
+    )
+    if not as_json and not include_noisy:  # with --json: the manifest's source.left_out_noisy
+        typer.echo(
+            f"left out     {listing.left_out_noisy} record(s) labelled '{NOISY}' (too noisy); "
+            "--include-noisy keeps them"
+        )
+
+
 # download --------------------------------------------------------------------------------------
 @download_app.command("ptbxl")
 @handle_errors
