@@ -375,6 +375,9 @@ def train_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = default).")] = 0,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast on CPU.")] = False,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (a GPU when torch sees one).")
+    ] = "cpu",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run.")
@@ -412,6 +415,7 @@ def train_cmd(
         seed=seed,
         threads=threads,
         bf16=bf16,
+        device=device,
     )
     result = train(
         store,

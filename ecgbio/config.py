@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -240,6 +241,10 @@ class TrainConfig:
             instead (see :func:`ecgbio.protocols.unseen_split`); in the ``general``
             protocol, the share of multi-record persons that validate (0: all of them).
         max_beats_per_record: cap beats per training record (0 = all).
+        device: where the model trains: ``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when
+            torch sees a GPU). Batches are read and augmented on the CPU either way; a run on
+            a GPU saves CPU weights like any other. Not part of the recipe: resuming on another
+            device is allowed.
         ema_decay: validate, select and keep an exponential moving average of the weights,
             updated after every optimiser step with this decay (0 = off; 0.998 averages over
             about 500 steps). Why: averaged weights sit in a flatter minimum than the last
@@ -274,6 +279,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     max_beats_per_record: int = 0
     ema_decay: float = 0.0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.metric_loss not in METRIC_LOSSES:
@@ -322,3 +328,5 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")

@@ -18,18 +18,25 @@ from torch import nn
 from ecgbio.store import BeatStore
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s weights live (CPU for a module without any)."""
+    first = next(module.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def embed_waves(backbone: nn.Module, waves: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """(n, leads, samples) beats -> (n, d) unit vectors, in eval mode, float32."""
     was_training = backbone.training
     backbone.eval()
+    device = module_device(backbone)
     out = []
     try:
         for start in range(0, len(waves), batch_size):
             x = torch.from_numpy(
                 np.ascontiguousarray(waves[start : start + batch_size], dtype=np.float32)
-            )
-            out.append(torch.nn.functional.normalize(backbone(x).float(), dim=1).numpy())
+            ).to(device)
+            out.append(torch.nn.functional.normalize(backbone(x).float(), dim=1).cpu().numpy())
     finally:
         backbone.train(was_training)
     if not out:

@@ -27,14 +27,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from ecgbio.embed import embed_rows, record_templates
+from ecgbio.embed import embed_rows, module_device, record_templates
 from ecgbio.errors import ConfigError
 from ecgbio.metrics._validation import encode_ids
 from ecgbio.metrics.identification import cmc
 from ecgbio.metrics.norm import ScoreNormalizer
+from ecgbio.metrics.pairs import PairScores, pair_figures, pair_scores
 from ecgbio.metrics.verification import auc, eer, eer_ci, far_frr, tar_at_far, threshold_at_far
 from ecgbio.models import IdentityModel
-from ecgbio.protocols import ClassifySet, MatchSet
+from ecgbio.protocols import ClassifySet, MatchSet, record_order
 from ecgbio.store import BeatStore
 
 ENROL_BEATS = (0, 1, 3, 5, 10)  # 0 = all beats of the enrolment record; the first is the headline
@@ -56,10 +57,11 @@ def evaluate_classify(
 ) -> dict[str, float]:
     """Softmax accuracy and mean cross-entropy (no label smoothing) on held-out beats."""
     model.eval()
+    device = module_device(model)
     correct, loss_sum = 0, 0.0
     for start in range(0, len(cset.rows), batch_size):
-        x = torch.from_numpy(store.waves(cset.rows[start : start + batch_size]))
-        y = torch.from_numpy(cset.labels[start : start + batch_size]).long()
+        x = torch.from_numpy(store.waves(cset.rows[start : start + batch_size])).to(device)
+        y = torch.from_numpy(cset.labels[start : start + batch_size]).long().to(device)
         logits = model.softmax(model.backbone(x)).float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -135,6 +137,27 @@ def evaluate_match(
             model, store, mset.probe, p_records, person_of, list(classes), batch_size
         )
     return out
+
+
+def evaluate_pairs(
+    model: IdentityModel,
+    store: BeatStore,
+    mset: MatchSet,
+    ci_boot: int = 0,
+    batch_size: int = 1024,
+) -> tuple[dict[str, Any], PairScores]:
+    """Every (earlier, later) record pair of the match set's persons (see
+    :mod:`ecgbio.metrics.pairs`): figures (with 95 % intervals over persons when ``ci_boot``) and
+    the scores behind them, for comparing two models on the same trials."""
+    rows = np.concatenate([mset.gallery, mset.probe])
+    records = store.index["record"].to_numpy()[rows]
+    ids, templates = record_templates(embed_rows(model.backbone, store, rows, batch_size), records)
+    rank = record_order(store)
+    person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
+    ps = pair_scores(
+        templates, np.array([person_of[r] for r in ids]), np.array([rank[r] for r in ids])
+    )
+    return pair_figures(ps, ci_boot), ps
 
 
 # --- score normalisation -------------------------------------------------------------------------
@@ -403,11 +426,12 @@ def _softmax_closed_set(
     batch_size: int,
 ) -> dict[str, float]:
     model.eval()
+    device = module_device(model)
     class_of = {c: i for i, c in enumerate(classes)}
     probs = []
     for start in range(0, len(rows), batch_size):
-        x = torch.from_numpy(store.waves(rows[start : start + batch_size]))
-        probs.append(torch.softmax(model.softmax(model.backbone(x)).float(), 1).numpy())
+        x = torch.from_numpy(store.waves(rows[start : start + batch_size])).to(device)
+        probs.append(torch.softmax(model.softmax(model.backbone(x)).float(), 1).cpu().numpy())
     p = np.concatenate(probs)
     truth = np.array([class_of.get(person_of[r], -1) for r in records])
     beat_acc = float((p.argmax(1) == truth).mean())

@@ -7,7 +7,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextmanager
@@ -36,6 +39,17 @@ def atomic_open(path: Path, mode: str = "w", private: bool = False) -> Iterator[
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Plain numeric and string arrays as ``.npz``, atomically and private (0600: they hold person
+    ids and scores); loads with ``allow_pickle=False``, so a received file cannot run code."""
+    import numpy as np
+
+    if any(np.asarray(v).dtype == object for v in arrays.values()):
+        raise ValueError(f"{path}: arrays must not hold Python objects")
+    with atomic_open(path, "wb", private=True) as handle:
+        np.savez(handle, **arrays)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -291,18 +291,26 @@ def general_split(
     store: BeatStore,
     seed: int = 0,
     val_share: float = 1.0,
-    max_beats_per_record: int = 0,
+    max_beats_per_record: int | Callable[[str], int] = 0,
     exclude_persons: Collection[str] = (),
+    folds: int = 0,
+    fold: int = 0,
 ) -> Split:
     """Every person trains except ``val_share`` of the multi-record persons (see module docstring).
 
     ``max_beats_per_record`` keeps that many beats of each training record, spread evenly over it, so
     a 30-minute record (MIT-BIH) lends beats from its whole length without outweighing the 10 s
-    records of other persons. ``exclude_persons`` are left out altogether, neither trained nor
-    validated on: a model pretrained for a downstream task must not have seen its test persons.
+    records of other persons; a function of the record id gives each database its own cap.
+    ``exclude_persons`` are left out altogether, neither trained nor validated on: a model
+    pretrained for a downstream task must not have seen its test persons. With ``folds`` > 0 the
+    multi-record persons are dealt into that many folds and fold ``fold`` validates, the others
+    train (``val_share`` is then unused): every person validates once over the folds, and the
+    only cross-session examples in a store can both train a model and choose its recipe.
     """
     if not 0 < val_share <= 1:
         raise ConfigError(f"val_share must be in (0, 1], got {val_share}")
+    if folds and not 0 <= fold < folds:
+        raise ConfigError(f"fold must be in [0, {folds}), got {fold}")
     records = _ordered_records(store)
     records = records[~records["person"].isin(set(exclude_persons))]
     n_records = records.groupby("person")["record"].transform("size")
@@ -313,13 +321,23 @@ def general_split(
         raise ConfigError(
             "general needs >= 2 persons with >= 2 records to validate across records", store.root
         )
-    val_persons = set(multi[: max(2, int(round(val_share * len(multi))))])
+    if folds:
+        val_persons = set(multi[fold::folds])
+    else:
+        val_persons = set(multi[: max(2, int(round(val_share * len(multi))))])
     train_records = records[~records["person"].isin(val_persons)]
     if train_records["person"].nunique() < 2:
         raise ConfigError("general leaves fewer than 2 training identities", store.root)
     rows_by_record = store.index.groupby("record").indices
+    cap = (
+        max_beats_per_record
+        if callable(max_beats_per_record)
+        else (lambda _record: max_beats_per_record)
+    )
     classes, train, train_y = _person_classes(
-        train_records, rows_by_record, lambda rows: _spread(rows, max_beats_per_record)
+        train_records,
+        rows_by_record,
+        lambda rows: _spread(rows, cap(store.index.at[rows[0], "record"])),
     )
     info = {
         "train_identities": len(classes),
@@ -327,6 +345,8 @@ def general_split(
         "train_beats": len(train),
         "val_persons": len(val_persons),
         "test_persons": 0,
+        "folds": folds,
+        "fold": fold,
     }
     val = _gallery_probe(records, rows_by_record, val_persons)
     return Split("general", classes, train, train_y, val, None, info)
@@ -415,6 +435,15 @@ def _ordered_records(store: BeatStore) -> pd.DataFrame:
     records = _ok_records(store).copy()
     records["order"] = records["order"].astype(int)
     return records.sort_values(["person", "session", "order"], kind="stable").reset_index(drop=True)
+
+
+def record_order(store: BeatStore) -> dict[str, int]:
+    """Each OK record's position among its person's records (0 = earliest), by session date and
+    then source order, as every protocol orders them."""
+    records = _ordered_records(store)
+    return dict(
+        zip(records["record"], records.groupby("person").cumcount().astype(int), strict=True)
+    )
 
 
 def _stable_hash(text: str, seed: int) -> str:

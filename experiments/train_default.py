@@ -27,12 +27,15 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, save_json
 from ecgbio.errors import EcgbioError
-from ecgbio.evaluate import check_compatible, evaluate_match
-from ecgbio.protocols import make_split
+from ecgbio.evaluate import CI_BOOT, check_compatible, evaluate_match, evaluate_pairs
+from ecgbio.io import save_arrays
+from ecgbio.metrics.pairs import load_pair_scores, paired_difference
+from ecgbio.protocols import Split, general_split
 from ecgbio.provenance import REPO, SHARED_DATA
 from ecgbio.runs import (
     CLASSES_FILE,
@@ -44,13 +47,18 @@ from ecgbio.runs import (
     load_run,
 )
 from ecgbio.sources import RecordSpec
+from ecgbio.sources.cinc2017 import RECORD_PREFIX as CINC_PREFIX
+from ecgbio.sources.cinc2017 import cinc2017_records
 from ecgbio.sources.mitdb import mitdb_records
 from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.store import BeatStore
 from ecgbio.training import train
+from ecgbio.training.loop import VAL_PAIRS_FILE
 from experiments._common import base_parser, cached_store, default_results, write_results
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ecgbio" / "models" / "default"
+#: The shipped model's pair scores on a run's validation persons, beside the run's own.
+SHIPPED_PAIRS_FILE = "shipped_val_pairs.npz"
 SHIPPED_FILES = (
     CONFIG_FILE,
     CLASSES_FILE,
@@ -71,20 +79,49 @@ def strip_machine_paths(config_path: Path) -> None:
 
 
 def training_records(args: argparse.Namespace, store_leads: int) -> list[RecordSpec]:
-    """PTB-XL's records, and MIT-BIH's unless ``--mitdb none`` (a machine without it)."""
+    """PTB-XL's records, MIT-BIH's unless ``--mitdb none`` (a machine without it), and CinC
+    2017's with ``--cinc``."""
     specs = ptbxl_records(args.root, rate=args.rate)
     if str(args.mitdb) != "none":
         specs += mitdb_records(args.mitdb, store_leads=store_leads)
+    if str(args.cinc) != "none":
+        specs += cinc2017_records(args.cinc, store_leads=store_leads)
     return specs
 
 
-def shipped_on_same_persons(store: BeatStore, config: TrainConfig) -> dict:
-    """The shipped model's figures on this run's validation persons.
+def beats_cap(args: argparse.Namespace) -> Callable[[str], int]:
+    """Beats kept of each training record, spread over it: ``--cinc-beats`` for a CinC record
+    (30 s, one of thousands of identities), ``--mitdb-beats`` for every other (a 30-minute MIT-BIH
+    record lends beats from its whole length; PTB-XL's 10 s records have fewer)."""
 
-    Why: with ``--val-share`` below 1 the run validates on fewer persons than every other variant,
-    so its figures compare only with the shipped model's on those same persons. A store of leads
-    I,II (``--axis``) is read through its lead-I view; a store cut with another window cannot be
-    read by the shipped model at all, and the comparison is skipped with the reason.
+    def cap(record: str) -> int:
+        return args.cinc_beats if record.startswith(CINC_PREFIX) else args.mitdb_beats
+
+    return cap
+
+
+def recipe_split(store: BeatStore, args: argparse.Namespace, config: TrainConfig) -> Split:
+    """The general protocol as this recipe runs it: ``--folds``/``--fold`` or ``--val-share``."""
+    return general_split(
+        store,
+        seed=config.seed,
+        val_share=config.val_fraction or 1.0,
+        max_beats_per_record=beats_cap(args),
+        folds=args.folds,
+        fold=args.fold,
+    )
+
+
+def shipped_on_same_persons(store: BeatStore, split: Split, pairs_out: Path | None = None) -> dict:
+    """The shipped model's figures on this run's validation persons (its pair scores saved to
+    ``pairs_out``, for a paired comparison with the new model on the same trials).
+
+    Why: a run that validates on fewer persons than every other variant (``--val-share``,
+    ``--folds``) compares only with the shipped model on those same persons, and even on the
+    same persons two models differ by chance less than either differs from its own noise. A
+    store of leads I,II (``--axis``) is read through its lead-I view; a store cut with another
+    window cannot be read by the shipped model at all, and the comparison is skipped with the
+    reason.
     """
     run = load_run(DEFAULT_DIR)
     try:
@@ -94,16 +131,25 @@ def shipped_on_same_persons(store: BeatStore, config: TrainConfig) -> dict:
         check_compatible(run.beat, view)
     except EcgbioError as exc:
         return {"model_sha256": run.fingerprint, "skipped": str(exc)}
-    split = make_split(
-        store,
-        "general",
-        seed=config.seed,
-        val_fraction=config.val_fraction,
-        max_beats_per_record=config.max_beats_per_record,
-    )
     figures = evaluate_match(run.model, view, split.val)
     keep = ("rank1", "rank5", "eer", "auc", "persons", "probes")
-    return {"model_sha256": run.fingerprint, **{k: figures[k] for k in keep}}
+    pairs, scores = evaluate_pairs(run.model, view, split.val, CI_BOOT)
+    if pairs_out is not None and pairs:
+        save_arrays(pairs_out, scores.arrays())
+    return {
+        "model_sha256": run.fingerprint,
+        **{k: figures[k] for k in keep},
+        "pairs": pairs,
+    }
+
+
+def compare_with_shipped(run_dir: Path) -> dict:
+    """The new model minus the shipped one on the same (earlier, later) pairs, with 95 %
+    intervals from one resampling of persons shared by both."""
+    new, old = run_dir / VAL_PAIRS_FILE, run_dir / SHIPPED_PAIRS_FILE
+    if not (new.is_file() and old.is_file()):
+        return {}
+    return paired_difference(load_pair_scores(new), load_pair_scores(old), CI_BOOT)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -134,35 +180,57 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--seed", type=int, default=0, help="weights, batches, and which persons validate"
     )
+    parser.add_argument(
+        "--cinc", type=Path, default=Path("none"), help="CinC 2017 root (extra identities), or none"
+    )
+    parser.add_argument("--cinc-beats", type=int, default=12, help="beats kept of a CinC record")
+    parser.add_argument(
+        "--folds", type=int, default=0, help="deal the multi-record persons into this many folds"
+    )
+    parser.add_argument("--fold", type=int, default=0, help="with --folds: the fold that validates")
+    parser.add_argument("--widths", default="32,64,128,256", help="channels per residual stage")
+    parser.add_argument("--embedding-dim", type=int, default=128)
+    parser.add_argument("--metric-loss", default="arcface", help="pytorch-metric-learning loss")
+    parser.add_argument("--patience", type=int, default=6, help="early stop (0 = off)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (TrainConfig.device)")
     parser.add_argument("--name", default="default", help="run name under --work")
     parser.add_argument("--install", action="store_true", help="copy the run into the package")
     args = parser.parse_args(argv)
     if not 0 < args.val_share <= 1:
         parser.error(f"--val-share must be in (0, 1], got {args.val_share}")
+    if args.folds and (args.folds < 2 or not 0 <= args.fold < args.folds or args.val_share < 1):
+        parser.error("--folds needs at least 2 folds, 0 <= --fold < --folds and no --val-share")
     started = time.perf_counter()
     leads = ("I", "II") if args.axis else ("I",)
     beat = BeatConfig(leads=leads, rate=args.rate, before_s=args.before, after_s=args.after)
     default_window = (BeatConfig.before_s, BeatConfig.after_s)
     window = "" if (args.before, args.after) == default_window else f"-{args.before}-{args.after}s"
     with_mitdb = str(args.mitdb) != "none"
-    sources = {"ptbxl": str(args.root), "mitdb": str(args.mitdb)}
+    with_cinc = str(args.cinc) != "none"
+    sources = {"ptbxl": str(args.root), "mitdb": str(args.mitdb), "cinc2017": str(args.cinc)}
+    kind = "+".join(["ptbxl"] + ["mitdb"] * with_mitdb + ["cinc2017"] * with_cinc)
     store = cached_store(
         lambda: training_records(args, len(leads)),
-        args.work / f"default-store-{args.rate}hz-{'-'.join(leads)}{window}",
+        args.work
+        / f"default-store-{args.rate}hz-{'-'.join(leads)}{window}{'-cinc' if with_cinc else ''}",
         beat,
         args.workers,
         not args.quiet,
-        {"kind": "ptbxl+mitdb" if with_mitdb else "ptbxl", **sources},
+        {"kind": kind, **sources},
     )
     model = ModelConfig(
-        input_norm=args.input_norm, blocks=tuple(int(b) for b in args.blocks.split(","))
+        input_norm=args.input_norm,
+        blocks=tuple(int(b) for b in args.blocks.split(",")),
+        widths=tuple(int(w) for w in args.widths.split(",")),
+        embedding_dim=args.embedding_dim,
     )
     config = TrainConfig(
         protocol="general",
         epochs=args.epochs or 30,
         batch_size=256,
         m_per_class=4,
-        patience=6,
+        patience=args.patience,
+        metric_loss=args.metric_loss,
         # general: val_share of the multi-record patients validate (1.0: all); the rest train
         val_fraction=0.0 if args.val_share >= 1 else args.val_share,
         augment_stretch=args.stretch,
@@ -173,16 +241,20 @@ def main(argv: list[str] | None = None) -> dict:
         ema_decay=args.ema,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
     )
-    shipped = shipped_on_same_persons(store, config) if config.val_fraction else None
-    if shipped and "skipped" in shipped:
+    split = recipe_split(store, args, config)
+    run_dir = args.work / f"run-{args.name}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shipped = shipped_on_same_persons(store, split, run_dir / SHIPPED_PAIRS_FILE)
+    if "skipped" in shipped:
         print(f"the shipped model is not scored on the same persons: {shipped['skipped']}")
-    elif shipped:
+    else:
         print(
             f"the shipped model on the same {shipped['persons']} persons: rank-1 "
-            f"{shipped['rank1']:.3f}, EER {shipped['eer']:.3f}"
+            f"{shipped['rank1']:.3f}, EER {shipped['eer']:.3f}; all pairs: rank-1 "
+            f"{shipped['pairs']['rank1']:.3f}, EER {shipped['pairs']['eer']:.3f}"
         )
-    run_dir = args.work / f"run-{args.name}"
     result = train(
         store,
         run_dir,
@@ -191,7 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
         overwrite=True,
         progress=not args.quiet,
         echo=None if args.quiet else print,
+        split=split,
     )
+    versus = compare_with_shipped(run_dir)
     figures = {
         "protocol": "general",
         "validation": result.val,
@@ -205,13 +279,28 @@ def main(argv: list[str] | None = None) -> dict:
         "train_wall_s": result.wall_s,
         "run_dir": str(run_dir),
     }
-    if shipped:
-        figures["shipped_same_persons"] = shipped
+    figures["shipped_same_persons"] = shipped
+    figures["cinc_beats"] = args.cinc_beats if with_cinc else 0
+    figures["device"] = str(args.device)
+    if versus:
+        figures["versus_shipped"] = versus
     print(
         f"default model: validation ({result.split['val_persons']} persons, later records) "
-        f"rank-1 {result.val['rank1']:.3f}, EER {result.val['eer']:.3f}; "
+        f"rank-1 {result.val['rank1']:.3f}, EER {result.val['eer']:.3f}; all pairs: rank-1 "
+        f"{result.val.get('pairs_rank1', float('nan')):.3f}, EER "
+        f"{result.val.get('pairs_eer', float('nan')):.3f}; "
         f"best epoch {result.best_epoch}/{result.epochs_run}; {result.wall_s / 60:.1f} min"
     )
+    if versus:
+        print(
+            "minus the shipped model on the same pairs: rank-1 {:+.3f} [{:+.3f}, {:+.3f}], "
+            "EER {:+.3f} [{:+.3f}, {:+.3f}]".format(
+                versus["rank1_diff"],
+                *versus["rank1_diff_ci"],
+                versus["eer_diff"],
+                *versus["eer_diff_ci"],
+            )
+        )
     if args.install:
         DEFAULT_DIR.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
@@ -221,8 +310,10 @@ def main(argv: list[str] | None = None) -> dict:
     suffix = "" if args.name == "default" else "-" + args.name.removeprefix("default-")
     path = default_results(args, f"default-model{suffix}")
     if path:
-        data = f"PTB-XL at {args.root} (CC BY 4.0)" + (
-            f" + MIT-BIH at {args.mitdb} (ODC-By 1.0)" if with_mitdb else ""
+        data = (
+            f"PTB-XL at {args.root} (CC BY 4.0)"
+            + (f" + MIT-BIH at {args.mitdb} (ODC-By 1.0)" if with_mitdb else "")
+            + (f" + CinC 2017 at {args.cinc} (ODC-By 1.0)" if with_cinc else "")
         )
         write_results(path, figures, started, data, beat)
     return figures

@@ -88,22 +88,32 @@ def test_report_will_not_write_into_the_installed_package():
 
 
 def test_a_smaller_validation_compares_with_the_shipped_model_on_the_same_persons(tmp_path):
-    from ecgbio.config import TrainConfig
+    from ecgbio.metrics.pairs import load_pair_scores
+    from ecgbio.protocols import general_split
     from ecgbio.store import BeatStore
     from experiments.train_default import shipped_on_same_persons
     from tests.fixtures import build_ptbxl_store
 
     store = BeatStore.open(build_ptbxl_store(tmp_path))
-    half = shipped_on_same_persons(store, TrainConfig(protocol="general", val_fraction=0.5))
-    every = shipped_on_same_persons(store, TrainConfig(protocol="general", val_fraction=0.0))
+    half = shipped_on_same_persons(store, general_split(store, val_share=0.5))
+    every = shipped_on_same_persons(
+        store, general_split(store, val_share=1.0), tmp_path / "pairs.npz"
+    )
     assert 2 <= half["persons"] < every["persons"]
     assert half["probes"] < every["probes"] and 0 <= half["rank1"] <= 1
     assert half["model_sha256"] == load_run(DEFAULT_MODEL_DIR).fingerprint
+    # every (earlier, later) pair: at least as many trials as probes, scores saved for pairing
+    assert every["pairs"]["trials"] >= every["probes"]
+    assert every["pairs"]["rank1_ci"][0] <= every["pairs"]["rank1"] <= every["pairs"]["rank1_ci"][1]
+    saved = load_pair_scores(tmp_path / "pairs.npz")
+    assert saved.hit.size == every["pairs"]["trials"]
+    assert (tmp_path / "pairs.npz").stat().st_mode & 0o777 == 0o600
 
 
 def test_the_shipped_comparison_reads_a_lead_view_and_skips_another_window(tmp_path):
-    from ecgbio.config import BeatConfig, TrainConfig
+    from ecgbio.config import BeatConfig
     from ecgbio.prepare import prepare_store
+    from ecgbio.protocols import general_split
     from ecgbio.sources.ptbxl import ptbxl_records
     from ecgbio.sources.synthetic import write_synthetic_cohort
     from ecgbio.store import BeatStore
@@ -112,14 +122,14 @@ def test_the_shipped_comparison_reads_a_lead_view_and_skips_another_window(tmp_p
     root = write_synthetic_cohort(
         tmp_path / "ptbxl", n_persons=5, records_per_person=[2] * 5, duration_s=8.0, n_leads=2
     )
-    config = TrainConfig(protocol="general", val_fraction=0.5)
     stores = {}
     for name, beat in {
         "axis": BeatConfig(leads=("I", "II")),  # what --axis trains on: the model reads lead I
         "window": BeatConfig(before_s=0.25, after_s=0.45),
     }.items():
         prepare_store(ptbxl_records(root, rate=100), tmp_path / name, beat, progress=False)
-        stores[name] = shipped_on_same_persons(BeatStore.open(tmp_path / name), config)
+        store = BeatStore.open(tmp_path / name)
+        stores[name] = shipped_on_same_persons(store, general_split(store, val_share=0.5))
     assert "skipped" not in stores["axis"] and stores["axis"]["persons"] >= 2
     assert "store was prepared differently" in stores["window"]["skipped"]
 
@@ -144,7 +154,20 @@ def test_train_default_reads_mitdb_unless_told_none(tmp_path):
     root = write_synthetic_cohort(
         tmp_path / "ptbxl", n_persons=3, records_per_person=[1, 1, 2], duration_s=4.0, seed=1
     )
-    alone = training_records(Namespace(root=root, rate=100, mitdb="none"), 1)
+    alone = training_records(Namespace(root=root, rate=100, mitdb="none", cinc="none"), 1)
     assert len(alone) == 4 and not any(s.person.startswith("mitdb-") for s in alone)
     with pytest.raises(EcgbioError, match="no MIT-BIH records"):
-        training_records(Namespace(root=root, rate=100, mitdb=tmp_path / "absent"), 1)
+        training_records(Namespace(root=root, rate=100, mitdb=tmp_path / "absent", cinc="none"), 1)
+
+
+def test_train_default_caps_cinc_records_apart_and_refuses_bad_folds(capsys):
+    from argparse import Namespace
+
+    from experiments import train_default
+
+    cap = train_default.beats_cap(Namespace(cinc_beats=12, mitdb_beats=100))
+    assert cap("cinc2017/A00001") == 12 and cap("mitdb/100") == 100 and cap("1") == 100
+    for argv in (["--folds", "1"], ["--folds", "5", "--fold", "5"]):
+        with pytest.raises(SystemExit) as stop:
+            train_default.main(argv)
+        assert stop.value.code == 2 and "--folds needs" in capsys.readouterr().err

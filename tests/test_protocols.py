@@ -150,6 +150,29 @@ def test_general_spreads_capped_beats_over_the_record(store):
     assert len(kept) == 3 and kept[0] == rows[0] and kept[-1] == rows[-1]
 
 
+def test_general_folds_validate_every_multi_record_person_once_and_train_the_rest(store):
+    multi = sum(n >= 2 for n in RECORDS_PER_PERSON)
+    vals = [persons_of(store, general_split(store, folds=3, fold=f).val.gallery) for f in range(3)]
+    assert sum(len(v) for v in vals) == len(set().union(*vals)) == multi
+    for f, val_p in enumerate(vals):
+        split = general_split(store, folds=3, fold=f)
+        trained = persons_of(store, split.train)
+        assert not val_p & trained
+        assert set().union(*vals) - val_p <= trained  # the other folds' persons train
+    with pytest.raises(ConfigError, match="fold must be in"):
+        general_split(store, folds=3, fold=3)
+
+
+def test_general_caps_beats_per_record_by_a_function_of_its_id(store):
+    first = store.index["record"].iloc[0]
+    split = general_split(store, max_beats_per_record=lambda r: 2 if r == first else 0)
+    records = store.index["record"].to_numpy()[split.train]
+    assert (records == first).sum() == 2
+    full = general_split(store)
+    other = store.index["record"].to_numpy()[full.train]
+    assert (records != first).sum() == (other != first).sum()
+
+
 def test_general_can_leave_persons_out_altogether(store):
     full = general_split(store)
     left_out = {

@@ -42,6 +42,8 @@ STAND_IN_LEAD = "ECG"
 #: Rhythm labels of the challenge; ``~`` marks a record too noisy to classify.
 LABELS = ("N", "A", "O", "~")
 NOISY = "~"
+#: Every CinC record id starts with this (persons with ``cinc2017-``): no clash with another database.
+RECORD_PREFIX = "cinc2017/"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def cinc2017_listing(
             RecordSpec(
                 path=header.with_suffix(""),
                 person=f"cinc2017-{name}",
-                record=f"cinc2017/{name}",
+                record=f"{RECORD_PREFIX}{name}",
                 session="",
                 order=0,
                 extra={"rhythm": label},

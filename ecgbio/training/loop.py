@@ -31,9 +31,10 @@ from ecgbio.evaluate import (
     check_compatible,
     evaluate_classify,
     evaluate_match,
+    evaluate_pairs,
     validation_thresholds,
 )
-from ecgbio.io import atomic_open
+from ecgbio.io import atomic_open, save_arrays
 from ecgbio.models import IdentityModel
 from ecgbio.protocols import ClassifySet, MatchSet, Split, make_split
 from ecgbio.runs import (
@@ -63,6 +64,10 @@ from ecgbio.training.distributed import (
 )
 
 Echo = Callable[[str], None]
+
+#: The selected model's validation scores over every (earlier, later) record pair
+#: (:class:`ecgbio.metrics.pairs.PairScores`): two runs on the same store compare on them.
+VAL_PAIRS_FILE = "val_pairs.npz"
 
 #: The checkpoint's weight average (``TrainConfig.ema_decay``), beside ``last.safetensors``.
 EMA_FILE = "ema.safetensors"
@@ -135,6 +140,7 @@ def train(
         )
     full_store, store = store, _model_view(store, train_config)
     in_leads = store.beats.shape[1]
+    device = resolve_device(train_config.device, ctx)
     torch.manual_seed(train_config.seed)  # the initial weights, ArcFace centres included
     model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
     if init_from is not None:
@@ -144,6 +150,7 @@ def train(
             raise RunError("fine-tuning needs the same model config as the pretrained run", source)
         check_compatible(from_dict(BeatConfig, pretrained["beat"]), store)  # same beats, too
         load_weights(source / WEIGHTS_FILE, model.backbone, prefix="backbone.")
+    model.to(device)
     extra = {
         "protocol": split.protocol,
         "split": split.info,
@@ -197,7 +204,7 @@ def train(
     if ctx.enabled:
         net = torch.nn.parallel.DistributedDataParallel(model)
 
-    fetch = _Fetcher(full_store, split, train_config)
+    fetch = _Fetcher(full_store, split, train_config, device)
     history_path = out / HISTORY_FILE
     beats_seen, train_time = 0, 0.0
     last: dict[str, Any] = {}
@@ -257,7 +264,7 @@ def train(
         load_weights(out / WEIGHTS_FILE, model)
         model.eval()
         result.train_best = _history_row(history_path, result.best_epoch)
-        result.val = _validate(model, store, split.val)
+        result.val = _validate(model, store, split.val, CI_BOOT, out / VAL_PAIRS_FILE)
         result.test = _test(model, store, split)
         if isinstance(split.val, MatchSet) and len(split.val.probe):
             save_json(out / THRESHOLDS_FILE, validation_thresholds(model, store, split.val))
@@ -274,6 +281,18 @@ def train(
     barrier(ctx)
     shutdown(ctx)
     return result
+
+
+def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
+    """``TrainConfig.device`` -> a torch device; asking for a GPU that is not there is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name}: this torch build sees no CUDA GPU")
+        if ctx is not None and ctx.enabled:
+            raise ConfigError("device cuda with several processes (DDP) is not supported")
+    return torch.device(name)
 
 
 def _native_bf16() -> bool:
@@ -309,8 +328,15 @@ def _model_view(store: BeatStore, config: TrainConfig) -> BeatStore:
 class _Fetcher:
     """Training batches straight from the memmap (one fancy-indexed read per batch)."""
 
-    def __init__(self, store: BeatStore, split: Split, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        store: BeatStore,
+        split: Split,
+        config: TrainConfig,
+        device: torch.device = torch.device("cpu"),
+    ) -> None:
         self.store, self.rows, self.labels = store, split.train, split.train_labels
+        self.device = device
         self.augment = config.augment
         self.r_index = store.config.samples_before
         self.stretch = config.augment_stretch
@@ -326,7 +352,8 @@ class _Fetcher:
             x = warp_beats(x, generator, self.r_index, self.stretch, self.shift)
             x = smooth_beats(x, generator, self.smooth)
             x = augment_beats(x, generator)
-        return x, torch.from_numpy(self.labels[idx]).long()
+        y = torch.from_numpy(self.labels[idx]).long()
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 def _train_epoch(
@@ -373,7 +400,7 @@ def _train_epoch(
     )
     for idx in bar:
         x, y = fetch(np.asarray(idx), generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast(fetch.device.type, dtype=torch.bfloat16, enabled=config.bf16):
             out = net(x, y)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -415,24 +442,40 @@ def _effective_batch(config: TrainConfig, split: Split, say: Echo) -> int:
 
 # --- validation, test ----------------------------------------------------------------------------
 def _validate(
-    model: IdentityModel, store: BeatStore, vset: ClassifySet | MatchSet | None
+    model: IdentityModel,
+    store: BeatStore,
+    vset: ClassifySet | MatchSet | None,
+    ci_boot: int = 0,
+    pairs_out: Path | None = None,
 ) -> dict[str, Any]:
+    """Validation figures; a match set also gets every (earlier, later) record pair
+    (``pairs_*``, intervals over persons with ``ci_boot``; the scores saved to ``pairs_out``)."""
     if vset is None:
         return {}
     if isinstance(vset, ClassifySet):
         return evaluate_classify(model, store, vset)
     figures = evaluate_match(model, store, vset)
-    return {k: figures[k] for k in ("rank1", "rank5", "eer", "auc", "d_prime")}
+    out = {k: figures[k] for k in ("rank1", "rank5", "eer", "auc", "d_prime")}
+    pairs, scores = evaluate_pairs(model, store, vset, ci_boot)
+    keep = ("rank1", "eer", "trials", "rank1_ci", "eer_ci")
+    out.update({f"pairs_{k}": v for k, v in pairs.items() if k in keep})
+    if pairs_out is not None and pairs:
+        save_arrays(pairs_out, scores.arrays())
+    return out
 
 
 def _selection_score(val: dict[str, Any]) -> float:
-    """Higher is better. Classification: accuracy (loss breaks ties); matching: rank-1 - EER,
-    with the genuine/impostor separation (d') breaking ties: on an easy validation set rank-1 and
-    the EER saturate at once, and the first, barely trained epoch would otherwise be kept."""
+    """Higher is better. Classification: accuracy (loss breaks ties); matching: rank-1 - EER over
+    every (earlier, later) record pair (more trials than earliest-record enrolment alone, so a
+    less noisy choice of epoch), with the genuine/impostor separation (d') breaking ties: on an
+    easy validation set rank-1 and the EER saturate at once, and the first, barely trained epoch
+    would otherwise be kept."""
     if "accuracy" in val:
         return float(val["accuracy"]) - 1e-4 * float(val["loss"])
     if "rank1" in val:
-        return float(val["rank1"]) - float(val["eer"]) + 1e-6 * float(val.get("d_prime", 0.0))
+        rank1 = float(val.get("pairs_rank1", val["rank1"]))
+        error = float(val.get("pairs_eer", val["eer"]))
+        return rank1 - error + 1e-6 * float(val.get("d_prime", 0.0))
     return 0.0
 
 
@@ -459,9 +502,9 @@ def _check_run_dir(
     """Refuse to clobber a run or to resume with other options (read-only: runs on every rank)."""
     if resume:
         config = read_run_config(out)
-        if config.get("model") != to_dict(model_config) or config.get("train") != to_dict(
-            train_config
-        ):
+        if config.get("model") != to_dict(model_config) or _recipe(
+            config.get("train") or {}
+        ) != _recipe(to_dict(train_config)):
             raise RunError(
                 "--resume needs the same model and training options as the "
                 "interrupted run (see its config.json)",
@@ -477,6 +520,11 @@ def _check_run_dir(
         )
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
         raise RunError("directory is not empty and is not an ecgbio run; choose another --out", out)
+
+
+def _recipe(train: dict[str, Any]) -> dict[str, Any]:
+    """A training config without where it ran (a run may resume on another device)."""
+    return {k: v for k, v in train.items() if k != "device"}
 
 
 def _prepare_run_dir(out: Path, resume: bool) -> None:
