@@ -348,6 +348,10 @@ def train_cmd(
         float, typer.Option("--stretch", help="Time stretch about the R-peak (0.08 = +-8 %).")
     ] = 0.0,
     shift: Annotated[float, typer.Option("--shift", help="R-peak jitter, seconds.")] = 0.0,
+    gain: Annotated[
+        float, typer.Option("--gain", help="Amplitude jitter (0.2 = x U(0.8, 1.2)).")
+    ] = 0.2,
+    noise: Annotated[float, typer.Option("--noise", help="Added noise, in beat SDs.")] = 0.02,
     axis: Annotated[
         float,
         typer.Option(
@@ -408,6 +412,8 @@ def train_cmd(
         augment=augment,
         augment_stretch=stretch,
         augment_shift_s=shift,
+        augment_gain=gain,
+        augment_noise=noise,
         augment_axis_deg=axis,
         patience=patience,
         ema_decay=ema,

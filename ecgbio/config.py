@@ -219,6 +219,10 @@ class TrainConfig:
         triplet_margin: triplet loss margin (cosine distance).
         label_smoothing: for the softmax head.
         augment: random amplitude scaling, baseline offset/ramp and noise on training beats.
+        augment_gain: with ``augment``, the amplitude scaling's range (0.2 = x U(0.8, 1.2)):
+            electrode contact and skin between sessions (``experiments/session_drift.py``
+            measures what really changes between a person's records).
+        augment_noise: with ``augment``, Gaussian noise added, in standard deviations of the beat.
         augment_stretch: with ``augment``, random time stretch of each beat about its R-peak, as a
             fraction (0.08 = up to +-8 %): heart-rate changes between sessions.
         augment_shift_s: with ``augment``, random shift of each beat by up to this many seconds:
@@ -267,6 +271,8 @@ class TrainConfig:
     triplet_margin: float = 0.2
     label_smoothing: float = 0.1
     augment: bool = True
+    augment_gain: float = 0.2
+    augment_noise: float = 0.02
     augment_stretch: float = 0.0
     augment_shift_s: float = 0.0
     augment_smooth: float = 0.0
@@ -312,6 +318,11 @@ class TrainConfig:
                 f"augment_stretch must be in [0, 0.5), augment_shift_s >= 0 and augment_smooth "
                 f"in [0, 1/3], got {self.augment_stretch}, {self.augment_shift_s}, "
                 f"{self.augment_smooth}"
+            )
+        if not 0 <= self.augment_gain < 1 or not 0 <= self.augment_noise <= 1:
+            raise ConfigError(
+                f"augment_gain must be in [0, 1) and augment_noise in [0, 1], got "
+                f"{self.augment_gain}, {self.augment_noise}"
             )
         if not 0 <= self.augment_axis_deg <= 45:
             raise ConfigError(f"augment_axis_deg must be in [0, 45], got {self.augment_axis_deg}")

@@ -29,12 +29,13 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, save_json
 from ecgbio.errors import EcgbioError
 from ecgbio.evaluate import CI_BOOT, check_compatible, evaluate_match, evaluate_pairs
 from ecgbio.io import save_arrays
-from ecgbio.metrics.pairs import load_pair_scores, paired_difference
+from ecgbio.metrics.pairs import PairScores, load_pair_scores, paired_difference
 from ecgbio.protocols import Split, general_split
 from ecgbio.provenance import REPO, SHARED_DATA
 from ecgbio.runs import (
@@ -112,9 +113,11 @@ def recipe_split(store: BeatStore, args: argparse.Namespace, config: TrainConfig
     )
 
 
-def shipped_on_same_persons(store: BeatStore, split: Split, pairs_out: Path | None = None) -> dict:
-    """The shipped model's figures on this run's validation persons (its pair scores saved to
-    ``pairs_out``, for a paired comparison with the new model on the same trials).
+def shipped_on_same_persons(
+    store: BeatStore, split: Split
+) -> tuple[dict[str, Any], PairScores | None]:
+    """The shipped model's figures on this run's validation persons, and its pair scores (for a
+    paired comparison with the new model on the same trials; ``None`` when skipped).
 
     Why: a run that validates on fewer persons than every other variant (``--val-share``,
     ``--folds``) compares only with the shipped model on those same persons, and even on the
@@ -130,17 +133,12 @@ def shipped_on_same_persons(store: BeatStore, split: Split, pairs_out: Path | No
             view = store.select_leads(tuple(run.beat.leads))
         check_compatible(run.beat, view)
     except EcgbioError as exc:
-        return {"model_sha256": run.fingerprint, "skipped": str(exc)}
+        return {"model_sha256": run.fingerprint, "skipped": str(exc)}, None
     figures = evaluate_match(run.model, view, split.val)
     keep = ("rank1", "rank5", "eer", "auc", "persons", "probes")
     pairs, scores = evaluate_pairs(run.model, view, split.val, CI_BOOT)
-    if pairs_out is not None and pairs:
-        save_arrays(pairs_out, scores.arrays())
-    return {
-        "model_sha256": run.fingerprint,
-        **{k: figures[k] for k in keep},
-        "pairs": pairs,
-    }
+    summary = {"model_sha256": run.fingerprint, **{k: figures[k] for k in keep}, "pairs": pairs}
+    return summary, scores if pairs else None
 
 
 def compare_with_shipped(run_dir: Path) -> dict:
@@ -161,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stretch", type=float, default=0.08)
     parser.add_argument("--shift", type=float, default=0.02, help="seconds")
     parser.add_argument("--smooth", type=float, default=0.0, help="recorder bandwidth jitter")
+    parser.add_argument("--gain", type=float, default=0.2, help="amplitude jitter, +- share")
+    parser.add_argument("--noise", type=float, default=0.02, help="added noise, beat SDs")
     parser.add_argument("--axis", type=float, default=0.0, help="lead-axis jitter, degrees")
     parser.add_argument(
         "--input-norm", default="none", help="none: keep millivolts; beat: z-score each beat"
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         augment_stretch=args.stretch,
         augment_shift_s=args.shift,
         augment_smooth=args.smooth,
+        augment_gain=args.gain,
+        augment_noise=args.noise,
         augment_axis_deg=args.axis,
         max_beats_per_record=args.mitdb_beats,
         ema_decay=args.ema,
@@ -245,8 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     split = recipe_split(store, args, config)
     run_dir = args.work / f"run-{args.name}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shipped = shipped_on_same_persons(store, split, run_dir / SHIPPED_PAIRS_FILE)
+    shipped, shipped_scores = shipped_on_same_persons(store, split)
     if "skipped" in shipped:
         print(f"the shipped model is not scored on the same persons: {shipped['skipped']}")
     else:
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
         echo=None if args.quiet else print,
         split=split,
     )
+    if shipped_scores is not None:
+        save_arrays(run_dir / SHIPPED_PAIRS_FILE, shipped_scores.arrays())
     versus = compare_with_shipped(run_dir)
     figures = {
         "protocol": "general",
@@ -282,6 +285,11 @@ def main(argv: list[str] | None = None) -> dict:
     figures["shipped_same_persons"] = shipped
     figures["cinc_beats"] = args.cinc_beats if with_cinc else 0
     figures["device"] = str(args.device)
+    if str(args.device) != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            figures["device"] += f" ({torch.cuda.get_device_name()})"
     if versus:
         figures["versus_shipped"] = versus
     print(

@@ -88,26 +88,21 @@ def test_report_will_not_write_into_the_installed_package():
 
 
 def test_a_smaller_validation_compares_with_the_shipped_model_on_the_same_persons(tmp_path):
-    from ecgbio.metrics.pairs import load_pair_scores
     from ecgbio.protocols import general_split
     from ecgbio.store import BeatStore
     from experiments.train_default import shipped_on_same_persons
     from tests.fixtures import build_ptbxl_store
 
     store = BeatStore.open(build_ptbxl_store(tmp_path))
-    half = shipped_on_same_persons(store, general_split(store, val_share=0.5))
-    every = shipped_on_same_persons(
-        store, general_split(store, val_share=1.0), tmp_path / "pairs.npz"
-    )
+    half, _ = shipped_on_same_persons(store, general_split(store, val_share=0.5))
+    every, scores = shipped_on_same_persons(store, general_split(store, val_share=1.0))
     assert 2 <= half["persons"] < every["persons"]
     assert half["probes"] < every["probes"] and 0 <= half["rank1"] <= 1
     assert half["model_sha256"] == load_run(DEFAULT_MODEL_DIR).fingerprint
     # every (earlier, later) pair: at least as many trials as probes, scores saved for pairing
     assert every["pairs"]["trials"] >= every["probes"]
     assert every["pairs"]["rank1_ci"][0] <= every["pairs"]["rank1"] <= every["pairs"]["rank1_ci"][1]
-    saved = load_pair_scores(tmp_path / "pairs.npz")
-    assert saved.hit.size == every["pairs"]["trials"]
-    assert (tmp_path / "pairs.npz").stat().st_mode & 0o777 == 0o600
+    assert scores is not None and scores.hit.size == every["pairs"]["trials"]
 
 
 def test_the_shipped_comparison_reads_a_lead_view_and_skips_another_window(tmp_path):
@@ -129,7 +124,7 @@ def test_the_shipped_comparison_reads_a_lead_view_and_skips_another_window(tmp_p
     }.items():
         prepare_store(ptbxl_records(root, rate=100), tmp_path / name, beat, progress=False)
         store = BeatStore.open(tmp_path / name)
-        stores[name] = shipped_on_same_persons(store, general_split(store, val_share=0.5))
+        stores[name], _ = shipped_on_same_persons(store, general_split(store, val_share=0.5))
     assert "skipped" not in stores["axis"] and stores["axis"]["persons"] >= 2
     assert "store was prepared differently" in stores["window"]["skipped"]
 

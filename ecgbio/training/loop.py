@@ -342,6 +342,7 @@ class _Fetcher:
         self.stretch = config.augment_stretch
         self.shift = config.augment_shift_s * store.config.rate
         self.smooth = config.augment_smooth
+        self.gain, self.noise = config.augment_gain, config.augment_noise
         self.axis = config.augment_axis_deg if config.augment else 0.0
 
     def __call__(self, idx: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -351,7 +352,7 @@ class _Fetcher:
         if self.augment:
             x = warp_beats(x, generator, self.r_index, self.stretch, self.shift)
             x = smooth_beats(x, generator, self.smooth)
-            x = augment_beats(x, generator)
+            x = augment_beats(x, generator, scale=self.gain, noise=self.noise)
         y = torch.from_numpy(self.labels[idx]).long()
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
