@@ -120,7 +120,7 @@ def write_results(
 
 def default_results(args: argparse.Namespace, name: str) -> Path | None:
     """Only real data goes to experiments/results; synthetic runs write nothing unless named."""
-    from ecgbio.sources.synthetic import SYNTHETIC_MARKER
+    from ecgbio.sources import SYNTHETIC_MARKER
 
     if args.results is not None:
         return args.results

@@ -44,6 +44,12 @@ VARIANTS: dict[str, list[str]] = {
     "cinc-s1": [*CINC, "--epochs", "40", "--patience", "8", "--seed", "1"],
     "cinc-wide": [*CINC, "--epochs", "40", "--patience", "8", "--widths", "64,128,256,512"],
     "cinc-sub": [*CINC, "--epochs", "40", "--patience", "8", "--metric-loss", "subcenter-arcface"],
+    # the metric head: a smaller ArcFace margin, a triplet term, wider and larger embeddings
+    "m11": ["--margin", "11.5"],
+    "m20": ["--margin", "20"],
+    "triplet": ["--metric-loss", "arcface+triplet"],
+    "wide256": ["--widths", "64,128,256,512", "--embedding-dim", "256"],
+    "emb256": ["--embedding-dim", "256"],
     # augmentation as wide as what changes between one person's records (session-drift.json:
     # about 75 % of the cross-session gain and stretch changes)
     "aug": ["--gain", "0.35", "--stretch", "0.15"],

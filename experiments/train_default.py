@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--widths", default="32,64,128,256", help="channels per residual stage")
     parser.add_argument("--embedding-dim", type=int, default=128)
     parser.add_argument("--metric-loss", default="arcface", help="pytorch-metric-learning loss")
+    parser.add_argument("--margin", type=float, default=28.6, help="ArcFace margin, degrees")
     parser.add_argument("--patience", type=int, default=6, help="early stop (0 = off)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (TrainConfig.device)")
     parser.add_argument("--name", default="default", help="run name under --work")
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
         m_per_class=4,
         patience=args.patience,
         metric_loss=args.metric_loss,
+        arcface_margin=args.margin,
         # general: val_share of the multi-record patients validate (1.0: all); the rest train
         val_fraction=0.0 if args.val_share >= 1 else args.val_share,
         augment_stretch=args.stretch,

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: A file at the root of a synthetic cohort (``ecgbio.sources.synthetic``): its figures are never
+#: evidence of accuracy, so recipes write no results files for it. Here, not in the synthetic
+#: module, so that checking for it does not import the ECG simulator and WFDB writer.
+SYNTHETIC_MARKER = "SYNTHETIC"
+
 
 @dataclass(frozen=True)
 class RecordSpec:

@@ -57,9 +57,7 @@ import wfdb
 from scipy.signal import resample_poly
 
 from ecgbio.io import atomic_write_text
-
-#: A file in every synthetic cohort's root, so that recipes never report synthetic figures as real.
-SYNTHETIC_MARKER = "SYNTHETIC"
+from ecgbio.sources import SYNTHETIC_MARKER
 
 #: Lead names exactly as in PTB-XL headers.
 PTBXL_LEADS: tuple[str, ...] = (
