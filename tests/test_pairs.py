@@ -83,6 +83,8 @@ def test_paired_difference_sees_a_better_model_and_not_a_copy():
     diff = paired_difference(good, base, n_boot=300)
     assert diff["rank1_diff"] > 0 and diff["rank1_diff_ci"][0] > 0
     assert diff["eer_diff"] < 0 and diff["eer_diff_ci"][1] < 0
+    assert diff["score_diff"] == pytest.approx(diff["rank1_diff"] - diff["eer_diff"])
+    assert diff["score_diff_ci"][0] > 0
     same = paired_difference(base, base, n_boot=50)
     assert same["rank1_diff_ci"] == [0.0, 0.0] and same["eer_diff_ci"] == [0.0, 0.0]
     with pytest.raises(ConfigError, match="same trials"):

@@ -110,7 +110,8 @@ def paired_difference(
     a: PairScores, b: PairScores, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, object]:
     """``a`` minus ``b`` on the same trials: rank-1 and EER differences with 95 % intervals from
-    one person resampling shared by both (so what the two have in common cancels)."""
+    one person resampling shared by both (so what the two have in common cancels), and the same
+    for rank-1 minus EER (``score_diff``), the figure training selects epochs on."""
     if not (
         np.array_equal(a.hit_person, b.hit_person)
         and np.array_equal(a.impostor_person, b.impostor_person)
@@ -127,6 +128,9 @@ def paired_difference(
         "rank1_diff_ci": _interval(r_a - r_b),
         "eer_diff": float(fa["eer"]) - float(fb["eer"]),  # type: ignore[arg-type]
         "eer_diff_ci": _interval(e_a - e_b),
+        "score_diff": (float(fa["rank1"]) - float(fa["eer"]))  # type: ignore[arg-type]
+        - (float(fb["rank1"]) - float(fb["eer"])),  # type: ignore[arg-type]
+        "score_diff_ci": _interval((r_a - e_a) - (r_b - e_b)),
         "persons": fa["persons"],
         "trials": fa["trials"],
     }
