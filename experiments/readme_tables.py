@@ -164,6 +164,65 @@ def ecgid_table() -> str:
     return "\n".join(rows)
 
 
+def ecgid_enrol_records_table() -> str:
+    """ECG-ID enrolled from 1, 2, 3 records: the same persons and probes, then all who can be."""
+    d = _load("ecgid-enrol-records")
+    if d is None:
+        return "_no results yet: run `python -m experiments.ecgid --mode enrol-records`_"
+    same = d["same_persons"]
+    rows = [
+        "| persons, probes | enrolled records | templates | persons / probes | "
+        "enrolled on 2+ days | rank-1 | rank-5 | EER % (95 % CI) | TAR@FAR 1 % | "
+        "other-day probes: rank-1 / EER % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    top = same["min_records"] - 1
+    label = {
+        "same": f"same for every n: >= {top + 1} records, probes after the first {top}",
+        "all": "all with > n records, probes after the first n",
+    }
+    for setting in ("same", "all"):
+        for r in d["rows"]:
+            if r["setting"] != setting:
+                continue
+            n, mode = r["enrol_records"], r["template_mode"]
+            if n == 1 and mode != "each":
+                continue  # one template per person: each = mean
+            other = r.get("other_day")
+            other_text = (
+                f"{other['rank1']:.3f} / {100 * other['eer']:.1f} ({other['probes']} probes)"
+                if other
+                else "–"
+            )
+            rows.append(
+                f"| {label[setting]} | {n} | {'one (each = mean)' if n == 1 else mode} | "
+                f"{r['persons']} / {r['probes']} | {r['enrolled_over_several_days']} | "
+                f"**{r['rank1']:.3f}** | {r['rank5']:.3f} | {100 * r['eer']:.1f}{_ci(r)} | "
+                f"{r['tar@far=0.01']:.3f} | {other_text} |"
+            )
+    diffs = "; ".join(
+        f"{p['template_mode']}, {p['enrol_records']} records minus {p['against']}: rank-1 "
+        f"{p['rank1_diff']:+.3f} ({p['rank1_diff_ci'][0]:+.3f} to {p['rank1_diff_ci'][1]:+.3f}), "
+        f"EER {100 * p['eer_diff']:+.1f} points ({100 * p['eer_diff_ci'][0]:+.1f} to "
+        f"{100 * p['eer_diff_ci'][1]:+.1f})"
+        for p in d["paired"]
+    )
+    hw = d["hardware"]
+    rows += [
+        "",
+        f"Paired differences on the same {same['persons']} persons and {same['probes']} probes, "
+        f"with 95 % intervals from one resampling of persons shared by both settings: {diffs}. "
+        "Records are ordered by date, then record number; `each` keeps one template per enrolled "
+        "record (a person scores their best; the gallery's default), `mean` one mean template "
+        "per person; one score per probe and person, raw cosine. Other-day probes were "
+        "recorded on none of the enrolled records' days (in the same-persons rows, none of the "
+        f"first {top} records' days, so they too are the same for every n). "
+        f"Command: `{d['command']}` ({hw['cpu']}, {hw['cores']} cores, "
+        f"{d['wall_time_s']:.0f} s; commit {(d.get('git_commit') or 'unknown')[:7]}).",
+    ]
+    return "\n".join(rows)
+
+
 def default_model_table() -> str:
     """The shipped model's card: what it was trained on, how it was selected, what it cost."""
     d = _load("default-model")
@@ -310,6 +369,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "rpeaks": rpeaks_table,
     "protocols": protocols_table,
     "ecgid": ecgid_table,
+    "ecgid-enrol-records": ecgid_enrol_records_table,
 }
 
 
