@@ -1,9 +1,10 @@
-"""README tables rendered from experiments/results/*.json, so the README never drifts from them.
+"""README and model-card tables rendered from experiments/results/*.json, so the documents never
+drift from them.
 
     python -m experiments.readme_tables          # print the tables
-    python -m experiments.readme_tables --write  # replace the blocks between the README's markers
+    python -m experiments.readme_tables --write  # replace the blocks between the documents' markers
 
-A test (tests/test_readme_tables.py) fails when the README's blocks differ from the files.
+A test (tests/test_readme_tables.py) fails when a document's blocks differ from the files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from ecgbio.provenance import REPO
 
 RESULTS = REPO / "experiments" / "results"
 README = REPO / "README.md"
+MODEL_CARD = REPO / "docs" / "model-card.md"
+#: The documents whose ``<!-- results:NAME -->`` blocks are rendered from the results files.
+DOCUMENTS = (README, MODEL_CARD)
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -228,7 +232,7 @@ def default_model_table() -> str:
     d = _load("default-model")
     if d is None:
         return "_no results yet: run `python -m experiments.train_default --install`_"
-    split, val, cfg = d["split"], d["validation"], d["train_config"]
+    split, val, cfg, model = d["split"], d["validation"], d["train_config"], d["model_config"]
     hw = d["hardware"]
     rows = [
         "| | |",
@@ -236,36 +240,188 @@ def default_model_table() -> str:
         f"| training data | {d['data']}: {split['train_identities']:,} identities, "
         f"{split['train_records']:,} records, {split['train_beats']:,} training beats |",
         f"| selection | {split['val_persons']} persons with several records (PTB-XL patients and "
-        f"MIT-BIH's 201/202), never trained on: enrolled from their earliest record, probed "
-        f"with the later ones; best epoch "
-        f"{d['best_epoch']} of {d['epochs']} (rank-1 minus EER) |",
-        f"| validation figures | rank-1 {val['rank1']:.3f}, rank-5 {val['rank5']:.3f}, "
-        f"EER {100 * val['eer']:.1f} %, AUC {val['auc']:.3f} |",
+        f"MIT-BIH's 201/202), never trained on; best epoch {d['best_epoch']} of {d['epochs']} "
+        f"by rank-1 minus EER{' over every (earlier, later) record pair' if 'pairs_rank1' in val else ''} |",
+        f"| validation, enrolled from the earliest record | rank-1 {val['rank1']:.3f}, rank-5 "
+        f"{val['rank5']:.3f}, EER {100 * val['eer']:.1f} %, AUC {val['auc']:.3f} |",
+    ]
+    if "pairs_rank1" in val:
+        rows.append(
+            f"| validation, every (earlier, later) record pair | rank-1 {_with_ci(val, 'pairs_rank1')}, "
+            f"EER {_with_ci(val, 'pairs_eer', pct=True)} % ({val['pairs_trials']} pairs; 95 % intervals "
+            f"over persons) |"
+        )
+    if d.get("versus_shipped"):
+        rows.append(
+            f"| against the model it replaced, same pairs | {_versus(d['versus_shipped'])} |"
+        )
+    rows += [
+        f"| network | ResNet1d {'/'.join(str(w) for w in model['widths'])} channels, blocks "
+        f"{','.join(str(b) for b in model['blocks'])}, {model['embedding_dim']}-d embedding, input "
+        f"{'millivolts' if model['input_norm'] == 'none' else 'z-scored beats'} |",
         f"| training | {cfg['metric_loss']} + softmax, {cfg['batch_size']} beats a batch "
-        f"({cfg['m_per_class']} per identity), AdamW lr {cfg['lr']:g}, time stretch "
+        f"({cfg['m_per_class']} per identity), AdamW lr {cfg['lr']:g}, gain "
+        f"+-{100 * cfg.get('augment_gain', 0.2):.0f} %, time stretch "
         f"+-{100 * cfg['augment_stretch']:.0f} %, shift +-{1000 * cfg['augment_shift_s']:.0f} ms, "
         f"lead axis +-{cfg.get('augment_axis_deg', 0):g} deg, "
         f"{d['train_beats_per_s']:.0f} beats/s |",
         f"| wall time | {d['wall_time_s'] / 60:.0f} min on {hw['cpu']}, {hw['cores']} cores "
         f"({cfg['threads'] or 'default'} torch thread(s), beside other jobs) |",
-        f"| command | `{d['command']}` |",
+        f"| command | `{d['command']}` at commit {(d.get('git_commit') or 'unknown')[:7]} |",
     ]
-    for path in sorted(RESULTS.glob("default-model-*.json")):  # variants, selected against
+    return "\n".join(rows)
+
+
+def default_summary_table() -> str:
+    """The README's two lines on the shipped model: validation and ECG-ID, with commands."""
+    d, e = _load("default-model"), _load("ecgid-unseen")
+    if d is None or e is None:
+        return "_no results yet: run `python -m experiments.train_default --install`_"
+    val, fig = d["validation"], e
+    pairs = (
+        f"; every record pair: {val['pairs_rank1']:.3f} / {100 * val['pairs_eer']:.1f} %"
+        if "pairs_rank1" in val
+        else ""
+    )
+    return "\n".join(
+        [
+            "| measured on | rank-1 / EER | command |",
+            "|---|---|---|",
+            f"| {d['split']['val_persons']} validation persons (PTB-XL, MIT-BIH), enrolled from "
+            f"their earliest record | {val['rank1']:.3f} / {100 * val['eer']:.1f} %{pairs} | "
+            f"`{d['command']}` |",
+            f"| ECG-ID, never seen ({fig['persons']} persons, {fig['probes']} probes) | "
+            f"{fig['rank1']:.3f} / {100 * fig['eer']:.1f} % | `{e['command']}` |",
+        ]
+    )
+
+
+def default_variants_table() -> str:
+    """Every variant of the recipe, one row each, against the model shipped when it ran."""
+    rows = [
+        "| variant | what it changed | ran on | validation: rank-1 / EER % (earliest record) | "
+        "every record pair: rank-1 / EER % | against the model shipped then, same persons | "
+        "command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted(RESULTS.glob("default-model-*.json")):
         variant = json.loads(path.read_text())
-        v, c = variant["validation"], variant["train_config"]
+        v = variant["validation"]
         name = path.stem.removeprefix("default-model-")
+        pairs = (
+            f"{v['pairs_rank1']:.3f} / {100 * v['pairs_eer']:.1f}" if "pairs_rank1" in v else "–"
+        )
         rows.append(
-            f"| variant `{name}`: stretch +-{100 * c['augment_stretch']:.0f} %, shift "
-            f"+-{1000 * c['augment_shift_s']:.0f} ms, smoothing {c.get('augment_smooth', 0):g}, "
-            f"lead axis +-{c.get('augment_axis_deg', 0):g} deg, input norm "
-            f"{variant['model_config']['input_norm']}, window "
-            f"{variant['beat_config']['before_s']:g} / {variant['beat_config']['after_s']:g} s"
-            f"{_variant_extras(variant)} | "
-            f"validation rank-1 {v['rank1']:.3f}, EER {100 * v['eer']:.1f} % (best epoch "
-            f"{variant['best_epoch']}){_same_persons(variant)}; `{variant['command']}` at commit "
+            f"| `{name}` | {_variant_options(variant)} | {_ran_on(variant)} | "
+            f"{v['rank1']:.3f} / {100 * v['eer']:.1f} (epoch {variant['best_epoch']}) | {pairs} | "
+            f"{_against_shipped(variant)} | `{variant['command']}` at "
             f"{(variant.get('git_commit') or 'unknown')[:7]}{_note(variant)} |"
         )
     return "\n".join(rows)
+
+
+def default_levers_table() -> str:
+    """Levers for session invariance measured without a finished variant row: what changes
+    between a person's records, a linear session projection, CinC 2017 runs cut short."""
+    rows = ["| lever | measured | command |", "|---|---|---|"]
+    drift = _load("session-drift")
+    if drift:
+        aug, now = drift["implied_augmentation"], drift["current_default_augmentation"]
+        rows.append(
+            f"| what changes between one person's records (PTB-XL, {drift['patients']} patients, "
+            f"90th percentile across sessions) | gain +-{aug['gain_pct']:.0f} %, QRS axis "
+            f"+-{aug['axis_deg_qrs']:.0f} deg, time stretch +-{aug['stretch_pct_fitted']:.0f} %, "
+            f"heart rate +-{aug['rr_pct']:.0f} %; noise no more than within a record (the recipe "
+            f"draws gain +-{now['gain_pct']} %, stretch +-{now['stretch_pct']} %) | "
+            f"`{drift['command']}` |"
+        )
+    projection = _load("session-projection")
+    if projection:
+        for name, figures in projection["methods"].items():
+            if name not in ("nap-1", "nap-4", "wccn-0.1"):
+                continue
+            rows.append(
+                f"| session projection `{name}` fitted on 4 folds of the multi-record persons, "
+                f"scored on the 5th, against plain cosine on the same pairs | "
+                f"{_versus(figures['versus_plain'])} | `{projection['command']}` |"
+            )
+    partial = _load("default-sweep-cinc-partial")
+    if partial:
+        ship = partial["shipped_pairs"]
+        shipped = f"{ship['rank1']:.3f} / {100 * ship['eer']:.1f} %"
+        for name, run in partial["runs"].items():
+            if run.get("finished") or "-kfold-" in name:
+                continue
+            last = run["last_epoch"]
+            rows.append(
+                f"| `{name}` (+ CinC 2017), stopped at epoch {run['epochs_run']} of "
+                f"{run['epochs_planned']} | every record pair {last['val_pairs_rank1']:.3f} / "
+                f"{100 * last['val_pairs_eer']:.1f} % (the model shipped then: {shipped}) | "
+                f"`{partial['command'].split(' (')[0]}` at {partial['git_commit']} |"
+            )
+    return "\n".join(rows)
+
+
+def _with_ci(figures: dict, key: str, pct: bool = False) -> str:
+    scale = 100 if pct else 1
+    fmt = "{:.1f}" if pct else "{:.3f}"
+    low, high = figures.get(f"{key}_ci", [None, None])
+    text = fmt.format(scale * figures[key])
+    return text if low is None else f"{text} ({fmt.format(scale * low)}-{fmt.format(scale * high)})"
+
+
+def _versus(diff: dict) -> str:
+    """A paired difference: rank-1 and EER, each with its 95 % interval over persons."""
+    r, e = diff["rank1_diff_ci"], diff["eer_diff_ci"]
+    return (
+        f"rank-1 {diff['rank1_diff']:+.3f} ({r[0]:+.3f} to {r[1]:+.3f}), EER "
+        f"{100 * diff['eer_diff']:+.1f} ({100 * e[0]:+.1f} to {100 * e[1]:+.1f}) points"
+    )
+
+
+def _variant_options(variant: dict) -> str:
+    """The options a variant set, against the recipe's defaults (only those that differ)."""
+    c, m, b = variant["train_config"], variant["model_config"], variant["beat_config"]
+    parts = [
+        f"window {b['before_s']:g} / {b['after_s']:g} s",
+        f"input {'mV' if m['input_norm'] == 'none' else 'z-scored'}",
+    ]
+    if c["augment_stretch"] != 0.08 or c["augment_shift_s"] != 0.02:
+        parts.append(
+            f"stretch +-{100 * c['augment_stretch']:.0f} %, shift "
+            f"+-{1000 * c['augment_shift_s']:.0f} ms"
+        )
+    if c.get("augment_gain", 0.2) != 0.2:
+        parts.append(f"gain +-{100 * c['augment_gain']:.0f} %")
+    if c.get("augment_smooth"):
+        parts.append(f"smoothing {c['augment_smooth']:g}")
+    if c.get("augment_axis_deg"):
+        parts.append(f"lead axis +-{c['augment_axis_deg']:g} deg")
+    if c.get("metric_loss", "arcface") != "arcface":
+        parts.append(c["metric_loss"])
+    if c.get("arcface_margin", 28.6) != 28.6:
+        parts.append(f"ArcFace margin {c['arcface_margin']:g} deg")
+    if tuple(m.get("widths", (32, 64, 128, 256))) != (32, 64, 128, 256):
+        parts.append(f"widths {','.join(str(w) for w in m['widths'])}")
+    if m.get("embedding_dim", 128) != 128:
+        parts.append(f"{m['embedding_dim']}-d embedding")
+    if variant.get("cinc_beats"):
+        parts.append(f"+ CinC 2017 ({variant['cinc_beats']} beats a record)")
+    return ", ".join(parts) + _variant_extras(variant)
+
+
+def _ran_on(variant: dict) -> str:
+    device = str(variant.get("device", "cpu"))
+    if device.startswith("cuda"):
+        return device.split("(", 1)[-1].rstrip(")") if "(" in device else "GPU"
+    hw = variant.get("hardware", {})
+    return f"{hw.get('cores', '?')} CPU cores"
+
+
+def _against_shipped(variant: dict) -> str:
+    if variant.get("versus_shipped"):
+        return _versus(variant["versus_shipped"]) + " (every record pair)"
+    return _same_persons(variant).strip().removeprefix("(").removesuffix(")") or "–"
 
 
 def _variant_extras(variant: dict) -> str:
@@ -366,6 +522,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "score-norm": score_norm_table,
     "speed": speed_table,
     "default-model": default_model_table,
+    "default-summary": default_summary_table,
+    "default-variants": default_variants_table,
+    "default-levers": default_levers_table,
     "rpeaks": rpeaks_table,
     "protocols": protocols_table,
     "ecgid": ecgid_table,
@@ -383,11 +542,14 @@ def render_readme(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="update README.md in place")
+    parser.add_argument(
+        "--write", action="store_true", help="update README.md and docs/model-card.md in place"
+    )
     args = parser.parse_args()
     if args.write:
-        README.write_text(render_readme(README.read_text()))
-        print(f"updated {README}")
+        for document in DOCUMENTS:
+            document.write_text(render_readme(document.read_text()))
+            print(f"updated {document}")
     else:
         for name, make in BLOCKS.items():
             print(f"## {name}\n{make()}\n")
