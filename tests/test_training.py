@@ -189,6 +189,12 @@ def test_general_training_with_time_augmentation_has_no_test_set(store, tmp_path
     result = train(store, tmp_path / "g", TINY, config, progress=False, echo=None)
     assert result.test == {} and {"rank1", "eer"} <= set(result.val)
     assert (tmp_path / "g/thresholds.json").is_file()  # validated on persons: operating points
+    # every (earlier, later) record pair too, with intervals, its scores kept private
+    assert result.val["pairs_trials"] >= 1 and len(result.val["pairs_rank1_ci"]) == 2
+    pairs = tmp_path / "g" / loop.VAL_PAIRS_FILE
+    assert pairs.stat().st_mode & 0o777 == 0o600
+    with np.load(pairs, allow_pickle=False) as saved:
+        assert saved["hit"].size == result.val["pairs_trials"]
     with pytest.raises(ConfigError, match="protocol general has no test set"):
         evaluate_run(tmp_path / "g", store, "general")
     assert evaluate_run(tmp_path / "g", store)["protocol"] == "enrol-probe"  # its natural test
@@ -380,3 +386,43 @@ def test_axis_augmented_model_reads_lead_i_only(tmp_path):
     prepare_store(specs, tmp_path / "z", zscored, progress=False)
     with pytest.raises(ConfigError, match="z-scored per beat"):
         train(tmp_path / "z", tmp_path / "bad", TINY, config, progress=False, echo=None)
+
+
+def test_device_is_checked_and_not_part_of_the_recipe(store, tmp_path):
+    with pytest.raises(ConfigError, match="device must be"):
+        tiny_train(device="gpu")
+    assert loop.resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert loop.resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+            loop.resolve_device("cuda")
+        result = CliRunner().invoke(
+            app, ["train", "--store", str(store), "--out", str(tmp_path / "c"), "--device", "cuda"]
+        )
+        assert result.exit_code == EXIT_ERROR and "sees no CUDA GPU" in result.output
+        assert not (tmp_path / "c").exists()  # refused before anything is written
+    # a run may resume on another device: the device is where it ran, not what it is
+    train(store, tmp_path / "r", TINY, tiny_train(epochs=1), progress=False, echo=None)
+    resumed = train(
+        store,
+        tmp_path / "r",
+        TINY,
+        tiny_train(epochs=1, device="auto"),
+        resume=True,
+        progress=False,
+        echo=None,
+    )
+    assert resumed.epochs_run == 1
+
+
+def test_gain_and_noise_augmentation_are_options():
+    with pytest.raises(ConfigError, match="augment_gain"):
+        tiny_train(augment_gain=1.5)
+    x = torch.ones(64, 1, 40)
+    generator = torch.Generator().manual_seed(0)
+    from ecgbio.training.augment import augment_beats
+
+    out = augment_beats(x, generator, scale=0.35, offset=0, drift=0, noise=0)
+    gains = out[:, 0, 0]
+    assert gains.min() >= 0.65 - 1e-6 and gains.max() <= 1.35 + 1e-6 and gains.std() > 0.1
