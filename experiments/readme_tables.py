@@ -350,7 +350,16 @@ def default_levers_table() -> str:
         ship = partial["shipped_pairs"]
         shipped = f"{ship['rank1']:.3f} / {100 * ship['eer']:.1f} %"
         for name, run in partial["runs"].items():
-            if run.get("finished") or "-kfold-" in name:
+            if "-kfold-" in name:
+                continue
+            if run.get("finished"):
+                v = run["validation"]
+                rows.append(
+                    f"| `{name}` (same sweep, finished) | every record pair {v['pairs_rank1']:.3f} / "
+                    f"{100 * v['pairs_eer']:.1f} %; against the model shipped then: "
+                    f"{_versus(run['versus_shipped'])} | `{partial['command'].split(' (')[0]}` at "
+                    f"{partial['git_commit']} |"
+                )
                 continue
             last = run["last_epoch"]
             rows.append(

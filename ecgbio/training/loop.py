@@ -533,7 +533,7 @@ def _prepare_run_dir(out: Path, resume: bool) -> None:
     if resume:
         return
     out.mkdir(parents=True, exist_ok=True)
-    for name in (HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE):
+    for name in (HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, VAL_PAIRS_FILE):
         (out / name).unlink(missing_ok=True)
     ckpt = out / CHECKPOINT_DIR
     if ckpt.is_dir():
