@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ecgbio.cli_common import DEBUG_ENV, AsJson, emit, handle_errors
 from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
-from ecgbio.cli_common import AsJson, emit, handle_errors
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
@@ -656,6 +656,18 @@ def _median(values: Any) -> float:
 
 register_gallery_commands(app)
 register_report_command(app)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback behind an unexpected error (a bug)."),
+    ] = False,
+) -> None:
+    """Recognise people by their ECG: prepare records, train, enrol, identify, verify."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 def main() -> None:

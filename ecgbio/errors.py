@@ -8,13 +8,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The longest message an error carries: a user's 10,000-character id or path is shortened in the
+#: middle rather than echoed whole into a line nobody can read.
+MAX_MESSAGE = 400
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line, cut in the middle to at most about ``limit`` characters, saying how
+    long it was (so a long value is still recognisable by its start and end)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 20)
+    head, tail = text[: keep * 2 // 3], text[-(keep // 3) :]
+    return f"{head} [... {len(text) - len(head) - len(tail):,} characters cut ...] {tail}"
+
 
 class EcgbioError(Exception):
     """Base class: a one-line, user-facing problem with a file or an argument."""
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.path = None if path is None else str(path)
-        text = " ".join(str(message).split())  # always one line
+        self.path = None if path is None else shorten(str(path), 200)
+        text = shorten(message)  # always one line, and a readable one
         super().__init__(f"{self.path}: {text}" if self.path else text)
 
 
