@@ -469,9 +469,11 @@ def evaluate_run(
         out: directory for ``metrics.json`` (the figures) and, for gallery-probe protocols,
             ``scores.npz`` (the arrays behind them, see :func:`save_scores`). An earlier
             evaluation there is replaced only with ``overwrite``; a run directory is refused (its
-            own ``metrics.json`` is the training record).
+            own ``metrics.json`` is the training record). Both files name the store's persons, so
+            they are private (0600) and so is ``out`` when made here (0700).
     """
-    from ecgbio.config import save_json, to_dict
+    from ecgbio.config import to_dict
+    from ecgbio.io import atomic_write_text, private_dir
     from ecgbio.protocols import make_split
     from ecgbio.runs import load_run
 
@@ -527,11 +529,13 @@ def evaluate_run(
         "beat_config": to_dict(run.beat),
     }
     if out is not None:
+        private_dir(Path(out))
         if arrays:
             save_scores(Path(out) / SCORES_FILE, arrays, norm)
         else:  # a classification protocol: no scores, and none left from an earlier evaluation
             (Path(out) / SCORES_FILE).unlink(missing_ok=True)
-        save_json(Path(out) / "metrics.json", figures)
+        text = json.dumps(figures, indent=2, sort_keys=False) + "\n"  # config.save_json's format
+        atomic_write_text(Path(out) / "metrics.json", text, private=True)
     return figures
 
 
@@ -577,14 +581,14 @@ def save_scores(path: Path, arrays: dict[str, np.ndarray], norm: str) -> None:
     ``eer_threshold`` (see :func:`score_arrays`), the same prefixed ``other_day_`` when some
     probes were recorded on another day than their person's gallery record, and ``norm`` (the
     normalisation the scores went through). Plain numeric and string arrays only: no pickle,
-    so a received file cannot run code when loaded.
+    so a received file cannot run code when loaded. Private (0600): it names persons.
     """
     from ecgbio.io import atomic_open
 
     payload = {**arrays, "norm": np.array(norm)}
     if any(v.dtype == object for v in payload.values()):
         raise ConfigError("score arrays must not hold Python objects", path)
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", private=True) as handle:
         np.savez(handle, **payload)
 
 

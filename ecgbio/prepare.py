@@ -4,6 +4,13 @@ Records are processed in chunks; each finished chunk is written atomically to ``
 ``.npy`` + a records table), so an interrupted run (Ctrl-C, a killed job, a full disk) resumes where it
 stopped when the same command is run again. The final ``beats.npy`` is assembled in the sources' record
 order, whatever order the workers finished in, so the same input gives the same store byte for byte.
+
+A store holds biometric data (every person's beats), so it is private like a gallery: the store
+directory and ``.parts/`` are made 0700 and every file is 0600, whatever the umask. One `prepare` at
+a time writes a store: it holds ``STORE/.lock`` (0600) throughout, and a second one is refused at
+once. Holding the lock, it first removes the temporary files a killed writer left
+(``.beats.npy.XXXXXXXX.tmp`` and the like, in the store and in ``.parts/``): no live writer can own
+them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from ecgbio.beats import QUALITY_CONTEXT_S, extract_beats
-from ecgbio.config import BeatConfig, save_json, to_dict
+from ecgbio.config import BeatConfig, to_dict
 from ecgbio.errors import EcgbioError, StoreError
-from ecgbio.io import atomic_open
+from ecgbio.io import atomic_open, atomic_write_text, private_dir, remove_stale_temps, temp_target
 from ecgbio.records import read_record
 from ecgbio.sources import RecordSpec
 from ecgbio.store import (
@@ -43,7 +51,10 @@ from ecgbio.store import (
 )
 
 PARTS_DIR = ".parts"
+LOCK_FILE = ".lock"
 CHUNK_RECORDS = 64
+#: the files `prepare` writes into a store (their leftover temporaries are removed on the next run)
+STORE_FILES = frozenset({BEATS_FILE, BEAT_INDEX_FILE, RECORDS_FILE, MANIFEST_FILE})
 
 
 @dataclass
@@ -172,19 +183,29 @@ def prepare_store(
     if not specs:
         raise StoreError("no records to prepare (the source listed none)", out)
     _check_unique(specs, out)
+    _check_target(out, overwrite=True)  # never drop a lock file into someone's folder
+    private_dir(out)
+    with _store_lock(out):
+        return _prepare_locked(specs, out, config, workers, overwrite, progress, source, start)
+
+
+def _prepare_locked(
+    specs: Sequence[RecordSpec],
+    out: Path,
+    config: BeatConfig,
+    workers: int,
+    overwrite: bool,
+    progress: bool,
+    source: dict[str, Any] | None,
+    start: float,
+) -> PrepareSummary:
+    """:func:`prepare_store`'s work, under the store's writer lock."""
+    remove_stale_temps(out, set(STORE_FILES))
+    remove_stale_temps(out / PARTS_DIR)
+    _check_target(out, overwrite)
     if (out / MANIFEST_FILE).exists():
-        if not overwrite:
-            raise StoreError(
-                "a beat store already exists here; use --overwrite to rebuild it or "
-                "choose another --out",
-                out,
-            )
         for name in (MANIFEST_FILE, BEATS_FILE, BEAT_INDEX_FILE, RECORDS_FILE):
             (out / name).unlink(missing_ok=True)
-    elif out.exists() and any(out.iterdir()) and not (out / PARTS_DIR).is_dir():
-        raise StoreError(
-            "directory is not empty and is not an ecgbio store; choose another --out", out
-        )
     parts = _PartWriter(out / PARTS_DIR, config, specs)
     done = parts.done_records()
     todo = [(i, s) for i, s in enumerate(specs) if s.record not in done]
@@ -205,8 +226,58 @@ def prepare_store(
     summary.records_per_s = processed / max(summary.wall_s, 1e-9)
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     manifest["summary"] = summary.__dict__
-    save_json(out / MANIFEST_FILE, manifest)
+    _save_json(out / MANIFEST_FILE, manifest)
     return summary
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """Refuse a finished store (unless ``overwrite``) and a folder that is not a store's."""
+    if out.exists() and not out.is_dir():
+        raise StoreError("not a directory; choose another --out", out)
+    if (out / MANIFEST_FILE).exists():
+        if not overwrite:
+            raise StoreError(
+                "a beat store already exists here; use --overwrite to rebuild it or "
+                "choose another --out",
+                out,
+            )
+    elif (
+        out.is_dir() and not (out / PARTS_DIR).is_dir() and any(_foreign(p) for p in out.iterdir())
+    ):
+        raise StoreError(
+            "directory is not empty and is not an ecgbio store; choose another --out", out
+        )
+
+
+def _foreign(entry: Path) -> bool:
+    """Whether ``entry`` in a store directory without a manifest or parts is not `prepare`'s own
+    (its lock file, or a temporary file of a killed run)."""
+    return entry.name != LOCK_FILE and temp_target(entry.name) not in STORE_FILES
+
+
+@contextmanager
+def _store_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (0600) while writing the store; a second writer is refused at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / LOCK_FILE), timeout=0, mode=0o600)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StoreError(
+            "another `ecgbio prepare` is writing this store; wait for it to finish", out
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"cannot lock the store ({exc.strerror or exc})", out) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _save_json(path: Path, data: dict[str, Any]) -> None:
+    """``config.save_json``'s format, written private (0600)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", private=True)
 
 
 def _run_chunks(chunks: list, config: BeatConfig, workers: int) -> Iterator[list[RecordResult]]:
@@ -233,8 +304,7 @@ class _PartWriter:
     """Chunks of finished records under ``.parts/``; each chunk lands atomically or not at all."""
 
     def __init__(self, directory: Path, config: BeatConfig, specs: Sequence[RecordSpec]) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(directory)
         cfg_path = directory / "config.json"
         cfg = to_dict(config)
         if cfg_path.exists():
@@ -246,7 +316,7 @@ class _PartWriter:
                     directory,
                 )
         else:
-            save_json(cfg_path, cfg)
+            _save_json(cfg_path, cfg)
         self.beats_written = 0
         self.rejected_written = 0
 
@@ -267,19 +337,19 @@ class _PartWriter:
         pid = (self.part_ids() or [-1])[-1] + 1
         ok = [r for r in results if r.ok]
         waves = np.concatenate([r.waves for r in ok]) if ok else np.zeros((0,), STORE_DTYPE)
-        with atomic_open(self.dir / f"part-{pid:06d}.npy", "wb") as handle:
+        with atomic_open(self.dir / f"part-{pid:06d}.npy", "wb", private=True) as handle:
             np.save(handle, waves, allow_pickle=False)
         beat_rows = [
             {"seq": r.seq, "record": r.spec.record, "beat": j, "peak": int(p), "quality": float(q)}
             for r in ok
             for j, (p, q) in enumerate(zip(r.peaks, r.quality, strict=True))
         ]
-        with atomic_open(self.dir / f"part-{pid:06d}.beats.csv", "w") as handle:
+        with atomic_open(self.dir / f"part-{pid:06d}.beats.csv", "w", private=True) as handle:
             pd.DataFrame(beat_rows, columns=["seq", "record", "beat", "peak", "quality"]).to_csv(
                 handle, index=False
             )
         # the records table is written last: its presence marks the chunk as done
-        with atomic_open(self.dir / f"part-{pid:06d}.csv", "w") as handle:
+        with atomic_open(self.dir / f"part-{pid:06d}.csv", "w", private=True) as handle:
             pd.DataFrame([_record_row(r) for r in results]).to_csv(handle, index=False)
         self.beats_written += len(beat_rows)
         self.rejected_written += len(results) - len(ok)
@@ -346,7 +416,7 @@ def _finalize(
             out,
         )
 
-    with atomic_open(out / BEATS_FILE, "wb") as handle:
+    with atomic_open(out / BEATS_FILE, "wb", private=True) as handle:
         np.lib.format.write_array_header_1_0(
             handle,
             {
@@ -369,9 +439,9 @@ def _finalize(
             "quality": beats["quality"].round(4).to_numpy(),
         }
     )
-    with atomic_open(out / BEAT_INDEX_FILE, "w") as handle:
+    with atomic_open(out / BEAT_INDEX_FILE, "w", private=True) as handle:
         index.to_csv(handle, index=False)
-    with atomic_open(out / RECORDS_FILE, "w") as handle:
+    with atomic_open(out / RECORDS_FILE, "w", private=True) as handle:
         records.drop(columns=["seq"]).to_csv(handle, index=False)
 
     summary = _summarize(out, records, len(beats), leads, config)
@@ -390,7 +460,7 @@ def _finalize(
         "versions": _versions(),
         "summary": summary.__dict__,
     }
-    save_json(out / MANIFEST_FILE, manifest)
+    _save_json(out / MANIFEST_FILE, manifest)
     shutil.rmtree(parts.dir, ignore_errors=True)
     BeatStore.open(out)  # the store we just wrote must open; fail here rather than at training
     return summary

@@ -2,11 +2,17 @@
 
 Layout::
 
-    STORE/
-      beats.npy       (beats, leads, samples) float16, memory-mapped on open
-      beats.csv       one row per beat: person, record, session, beat, peak, quality
-      records.csv     one row per record: person, record, session, order, status, reason, ...
-      manifest.json   format, preprocessing config, library versions, counts, how it was made
+    STORE/            0700
+      beats.npy       0600  (beats, leads, samples) float16, memory-mapped on open
+      beats.csv       0600  one row per beat: person, record, session, beat, peak, quality
+      records.csv     0600  one row per record: person, record, session, order, status, reason, ...
+      manifest.json   0600  format, preprocessing config, library versions, counts, how it was made
+      .lock           0600  file lock: one `prepare` at a time
+      .parts/         0700  finished chunks of an unfinished `prepare` (removed when it finishes)
+
+A store holds every person's beats, biometric data like a gallery's templates: `prepare` makes its
+files readable by their owner only, whatever the umask (a directory that existed before keeps its
+permissions).
 
 float16 is the measured choice (``benchmarks/store_dtype.py``): its rounding error on real beats is
 below the 1 uV resolution of the source ADCs and it halves disk and page-cache use against float32.

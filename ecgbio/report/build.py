@@ -14,7 +14,9 @@ What a source gives:
   report EVAL_DIR.
 
 Every file is written atomically; the page is written last, so a page always refers to PNGs that
-exist. An existing report is refused unless ``overwrite``.
+exist. An existing report is refused unless ``overwrite``. A report shows an evaluation's persons'
+scores (biometric data), so its files are private (0600), and so is its folder when made here
+(0700).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ecgbio.errors import ConfigError
-from ecgbio.io import atomic_open, atomic_write_text
+from ecgbio.io import atomic_open, atomic_write_text, private_dir
 from ecgbio.report import figures as fig
 from ecgbio.report.page import Picture, render_page
 
@@ -86,7 +88,7 @@ def make_report(
             f"malformed evaluation files ({type(exc).__name__}: {exc}); re-run ecgbio evaluate",
             src,
         ) from None
-    atomic_write_text(target / PAGE, page)
+    atomic_write_text(target / PAGE, page, private=True)
     return Report(
         str(src),
         "run" if is_run else "evaluation",
@@ -107,8 +109,9 @@ def _draw(
         *_training_pictures(src / HISTORY),
         *_enrol_pictures(headline),
     ]
+    private_dir(target)
     for name, figure, _, _ in pictures:
-        with atomic_open(target / name, "wb") as handle:
+        with atomic_open(target / name, "wb", private=True) as handle:
             handle.write(fig.png_bytes(figure))
     rows = [("all probes", headline)] if headline else []
     if isinstance(headline.get("other_day"), dict):
