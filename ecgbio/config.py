@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -136,13 +137,65 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Dict -> dataclass, refusing unknown keys (a config from a newer version fails loudly)."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    """Dict -> dataclass, refusing unknown keys (a config from a newer version fails loudly).
+
+    Values read from a file are checked against the type of the field's default (an integer, a
+    finite number, text, a flag, a list) before the dataclass checks their ranges, so a damaged
+    or hand-edited config is a :class:`ConfigError` naming the field, never a TypeError.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    defaults = {f.name: f.default for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(defaults))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**kwargs)
+        raise ConfigError(f"unknown {cls.__name__} fields: {', '.join(map(str, unknown))}")
+    kwargs = {k: _loaded(cls.__name__, k, v, defaults[k]) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"invalid {cls.__name__} ({exc})") from exc
+
+
+def _loaded(owner: str, name: str, value: Any, default: Any) -> Any:
+    """``value`` read from JSON for a field whose default is ``default``, type-checked."""
+
+    def refuse(expected: str) -> ConfigError:
+        return ConfigError(f"{owner} field {name} must be {expected}, got {value!r:.60}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+    elif isinstance(default, int):
+        if not _integral(value):
+            raise refuse("an integer")
+        return int(value)
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse("a number")
+        if not math.isfinite(value):
+            raise refuse("a finite number")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise refuse("text")
+    elif isinstance(default, tuple):
+        textual = all(isinstance(d, str) for d in default)
+        if textual and isinstance(value, str):
+            return value  # "I,II": parsed by the dataclass
+        if not isinstance(value, (list, tuple)):
+            raise refuse("a list of " + ("names" if textual else "integers"))
+        check = (lambda v: isinstance(v, str)) if textual else _integral
+        if not all(check(v) for v in value):
+            raise refuse("a list of " + ("names" if textual else "integers"))
+        return tuple(value) if textual else tuple(int(v) for v in value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _integral(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def save_json(path: str | Path, data: dict[str, Any]) -> None:

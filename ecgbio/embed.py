@@ -7,15 +7,21 @@ unit vectors cancels beat-to-beat noise while keeping what all beats of the pers
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ecgbio.gallery.store import FINGERPRINT_VERSION, binding_fingerprint
 from ecgbio.store import BeatStore
+
+if TYPE_CHECKING:
+    from ecgbio.runs import Run
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -91,18 +97,30 @@ class Embedder:
 
     It cuts beats with the run's own :class:`~ecgbio.config.BeatConfig` (leads, rate, window,
     detector, normalisation), so a probe is always processed exactly like the training beats.
-    ``fingerprint`` (sha256 of the weights) ties galleries to the model that made their templates.
+
+    ``fingerprint`` ties galleries to the model that made their templates and decides on them:
+    the sha256 of :attr:`binding`, everything of the run directory that changes a score or a
+    decision (:func:`model_binding`). ``weights_sha256`` is the weights' alone (what galleries made
+    before fingerprint version 2 recorded). ``thresholds`` is the run's ``thresholds.json``, read
+    and checked once here (None when absent), so that the operating points a gallery uses are
+    the ones that were fingerprinted.
     """
 
     def __init__(self, run_dir: str | Path, threads: int = 0) -> None:
+        from ecgbio.gallery.thresholds import MODEL_THRESHOLDS_FILE, read_table
         from ecgbio.runs import load_run
 
         if threads:
             torch.set_num_threads(threads)
         self.run = load_run(run_dir)
         self.beat_config = self.run.beat
-        self.fingerprint = self.run.fingerprint
         self.dim = self.run.model_config.embedding_dim
+        self.thresholds_path = self.run.root / MODEL_THRESHOLDS_FILE
+        self.thresholds = read_table(self.thresholds_path)
+        self.weights_sha256 = self.run.fingerprint
+        self.binding = model_binding(self.run, self.thresholds)
+        self.fingerprint = binding_fingerprint(self.binding)
+        self.fingerprint_version = FINGERPRINT_VERSION
 
     def embed_waves(self, waves: np.ndarray) -> np.ndarray:
         """(n, leads, samples) beats -> (n, d) unit vectors."""
@@ -123,6 +141,32 @@ class Embedder:
             quality=beats.quality[: len(emb)],
             detected=beats.detected,
         )
+
+
+def model_binding(run: Run, thresholds: dict[str, Any] | None) -> dict[str, Any]:
+    """Everything of a run that changes a score or a decision, as plain JSON.
+
+    * ``weights_sha256``: the weights (``model.safetensors``);
+    * ``beat``: how records are cut into beats (``config.json`` "beat": rate, window, leads,
+      detector, normalisation...), with defaults filled in;
+    * ``model`` and ``in_leads``: how the network is built (``input_norm`` changes embeddings
+      without touching a weight);
+    * ``thresholds``: the operating points of ``thresholds.json`` (null when the run has none);
+      its notes (``source``, score counts) are left out.
+
+    Training settings and class names are left out: they change neither embeddings nor decisions.
+    A gallery stores this binding and its sha256 (fingerprint version 2).
+    """
+    from ecgbio.config import to_dict
+    from ecgbio.gallery.thresholds import decision_points
+
+    return {
+        "weights_sha256": run.fingerprint,
+        "in_leads": int(run.info["in_leads"]),
+        "beat": to_dict(run.beat),
+        "model": to_dict(run.model_config),
+        "thresholds": json.loads(json.dumps(decision_points(thresholds))),
+    }
 
 
 @dataclass

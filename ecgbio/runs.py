@@ -39,7 +39,7 @@ from ecgbio.config import (
     save_json,
     to_dict,
 )
-from ecgbio.errors import EcgbioError
+from ecgbio.errors import ConfigError, EcgbioError
 from ecgbio.io import atomic_open
 from ecgbio.models import IdentityModel
 
@@ -67,6 +67,7 @@ class Run:
     model_config: ModelConfig
     train_config: TrainConfig
     classes: list[str]
+    #: sha256 of ``model.safetensors`` (the weights only; ``model_sha256`` in results files)
     fingerprint: str
     info: dict[str, Any]
 
@@ -88,10 +89,21 @@ def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
     ``prefix`` loads only the entries under it (``"backbone."``: a pretrained backbone into a new
     model whose heads have other classes, for fine-tuning).
     """
+    _load_weight_bytes(_read_weight_bytes(path), path, module, prefix)
+
+
+def _read_weight_bytes(path: Path) -> bytes:
     try:
-        state = load_safetensors(path.read_bytes())
+        return path.read_bytes()
     except FileNotFoundError as exc:
         raise RunError("weights file not found", path) from exc
+    except OSError as exc:
+        raise RunError(f"cannot read the weights file ({exc.strerror or exc})", path) from exc
+
+
+def _load_weight_bytes(data: bytes, path: Path, module: torch.nn.Module, prefix: str = "") -> None:
+    try:
+        state = load_safetensors(data)
     except Exception as exc:  # safetensors raises its own error types on corrupt files
         raise RunError(f"corrupt weights file ({exc})", path) from exc
     if prefix:
@@ -147,17 +159,75 @@ def read_run_config(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         raise RunError("run directory not found", root)
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise RunError("not a run directory (no config.json)", root) from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"corrupt config ({exc})", path) from exc
+    except OSError as exc:
+        raise RunError(f"cannot read the config ({exc.strerror or exc})", path) from exc
+    if not isinstance(config, dict):
+        raise RunError(f"corrupt config (a JSON object expected, got {_kind(config)})", path)
+    return config
 
 
-def build_model(config: dict[str, Any]) -> IdentityModel:
-    model_cfg = from_dict(ModelConfig, config["model"])
-    train_cfg = from_dict(TrainConfig, config["train"])
-    return IdentityModel(int(config["in_leads"]), int(config["n_classes"]), model_cfg, train_cfg)
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated parts of a run's ``config.json`` that build the model and cut its beats."""
+
+    beat: BeatConfig
+    model: ModelConfig
+    train: TrainConfig
+    in_leads: int
+    n_classes: int
+
+
+def parse_run_config(config: dict[str, Any], path: str | Path = CONFIG_FILE) -> RunConfig:
+    """Check ``config.json``'s sections and counts; every problem is a :class:`RunError` naming
+    ``path`` and the key (never a KeyError or TypeError from deep inside)."""
+    if not isinstance(config, dict):
+        raise RunError(f"corrupt config (a JSON object expected, got {_kind(config)})", path)
+    return RunConfig(
+        beat=_section(config, "beat", BeatConfig, path),
+        model=_section(config, "model", ModelConfig, path),
+        train=_section(config, "train", TrainConfig, path),
+        in_leads=_count(config, "in_leads", path),
+        n_classes=_count(config, "n_classes", path),
+    )
+
+
+def _section(config: dict[str, Any], key: str, cls: type, path: str | Path) -> Any:
+    if key not in config:
+        raise RunError(f'config lacks the "{key}" section', path)
+    data = config[key]
+    if not isinstance(data, dict):
+        raise RunError(f'config section "{key}" must be a JSON object, got {_kind(data)}', path)
+    try:
+        return from_dict(cls, data)
+    except ConfigError as exc:
+        raise RunError(f'invalid config section "{key}": {exc}', path) from exc
+
+
+def _count(config: dict[str, Any], key: str, path: str | Path) -> int:
+    if key not in config:
+        raise RunError(f'config lacks "{key}"', path)
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RunError(f'config "{key}" must be a positive integer, got {value!r:.40}', path)
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def build_model(config: dict[str, Any], path: str | Path = CONFIG_FILE) -> IdentityModel:
+    parsed = parse_run_config(config, path)
+    return _build(parsed)
+
+
+def _build(parsed: RunConfig) -> IdentityModel:
+    return IdentityModel(parsed.in_leads, parsed.n_classes, parsed.model, parsed.train)
 
 
 def model_dir(model: str | Path | None) -> Path:
@@ -175,31 +245,47 @@ def model_dir(model: str | Path | None) -> Path:
 
 def load_run(root: str | Path | None = DEFAULT_MODEL, weights: str = WEIGHTS_FILE) -> Run:
     """Open a run directory (or the shipped default model) and load its selected model, in eval
-    mode."""
+    mode.
+
+    Everything is read once: ``fingerprint`` is the sha256 of the very bytes the weights were
+    loaded from, and the configs are the parsed ones the model was built with.
+    """
     root = model_dir(root)
     config = read_run_config(root)
+    parsed = parse_run_config(config, root / CONFIG_FILE)
+    classes_path = root / CLASSES_FILE
     try:
-        classes = json.loads((root / CLASSES_FILE).read_text())["classes"]
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        classes = json.loads(classes_path.read_text())["classes"]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise RunError("missing or corrupt classes.json", root) from exc
-    model = build_model(config)
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise RunError('corrupt classes.json ("classes" must be a list of names)', classes_path)
+    if len(classes) != parsed.n_classes:
+        raise RunError(
+            f"classes.json names {len(classes)} classes, config.json says n_classes "
+            f"{parsed.n_classes}",
+            classes_path,
+        )
+    model = _build(parsed)
     path = root / weights
-    load_weights(path, model)
+    data = _read_weight_bytes(path)
+    _load_weight_bytes(data, path, model)
     model.eval()
     return Run(
         root=root,
         model=model,
-        beat=from_dict(BeatConfig, config["beat"]),
-        model_config=from_dict(ModelConfig, config["model"]),
-        train_config=from_dict(TrainConfig, config["train"]),
+        beat=parsed.beat,
+        model_config=parsed.model,
+        train_config=parsed.train,
         classes=classes,
-        fingerprint=fingerprint(path),
-        info=config,
+        fingerprint=hashlib.sha256(data).hexdigest(),
+        info={**config, "in_leads": parsed.in_leads, "n_classes": parsed.n_classes},
     )
 
 
 def fingerprint(path: Path) -> str:
-    """sha256 of a weights file: galleries remember which model made their templates."""
+    """sha256 of a weights file (the weights alone: :attr:`Run.fingerprint`, ``model_sha256`` in
+    results files). Galleries bind to more than this: see :func:`ecgbio.embed.model_fingerprint`."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

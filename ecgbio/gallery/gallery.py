@@ -4,8 +4,14 @@ A :class:`Gallery` joins three pieces that each do one job: the SQLite store (th
 :mod:`ecgbio.gallery.store`), a FAISS index derived from it (:mod:`ecgbio.gallery.searcher`), and
 the model (an :class:`~ecgbio.embed.Embedder`) that turns records into templates with the model's
 own beat cutting. A gallery belongs to the model that made its templates: opening it with a model
-whose weights differ (another sha256 fingerprint) is refused, since scores between two embedding
-spaces mean nothing.
+whose weights, beat or model config or operating points (``thresholds.json``) differ is refused,
+since scores between two embedding spaces, or the same scores against other thresholds, would
+silently mean something else (see :func:`ecgbio.embed.model_binding`).
+
+Galleries made before fingerprint version 2 record the weights' sha256 only: they are checked
+against the model's weights and their recorded beat config, with a warning on every identify and
+verify, and are bound to the whole model (upgraded to version 2) at their next write made with
+the model, in the same transaction.
 
 Templates: one per enrolled record (the mean of its beats' unit embeddings, renormalised). In
 ``each`` mode (the default) a person's score is the max over their templates, which keeps every
@@ -23,7 +29,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +43,16 @@ from ecgbio.gallery.errors import GalleryError
 from ecgbio.gallery.quality import QualityGate
 from ecgbio.gallery.results import Candidate, EnrolResult, Identification, Verification
 from ecgbio.gallery.searcher import Searcher
-from ecgbio.gallery.store import DB_FILE, GalleryStore, PersonRow, TemplateRow, now
+from ecgbio.gallery.store import (
+    DB_FILE,
+    FINGERPRINT_VERSION,
+    TEMPLATE_MODES,
+    GalleryStore,
+    PersonRow,
+    TemplateRow,
+    canonical_beat_config,
+    now,
+)
 from ecgbio.gallery.thresholds import (
     DEFAULT_FAR,
     DEFAULT_MARGIN,
@@ -51,9 +67,26 @@ from ecgbio.gallery.thresholds import (
 if TYPE_CHECKING:
     from ecgbio.embed import Embedder, RecordEmbedding
 
-TEMPLATE_MODES = ("each", "mean")
 ENROL_MODES = ("new", "replace", "append")
 MAX_NAME = 200
+#: what a gallery's model binding covers, and how a difference is named in a refusal
+BINDING_PARTS = (
+    ("weights_sha256", "weights (model.safetensors)"),
+    ("in_leads", 'input leads (config.json "in_leads")'),
+    ("model", 'model config (config.json "model")'),
+    ("beat", 'beat config (config.json "beat")'),
+    ("thresholds", "operating points (thresholds.json)"),
+)
+#: said by identify / verify on a gallery made before fingerprint version 2
+OLD_BINDING_WARNING = (
+    "this gallery was made by an older ecgbio and records only the weights of its model: it was "
+    "checked against the model's weights and beat config, not its model config or "
+    "thresholds.json; it is bound to all of them at its next enrolment with this model"
+)
+UPGRADE_NOTE = (
+    "gallery upgraded to fingerprint version 2: it is now bound to the model's weights, beat "
+    "and model config and thresholds.json"
+)
 
 
 class Gallery:
@@ -65,6 +98,8 @@ class Gallery:
         self.searcher = Searcher(store)
         self._model_table: dict[str, Any] | None = None
         self._model_table_read = False
+        self.warnings: list[str] = []
+        self._upgraded = False
         if embedder is not None:
             self.attach(embedder)
 
@@ -132,14 +167,7 @@ class Gallery:
         Lets a caller open (and so validate) the gallery before paying for loading the model.
         """
         meta = self.store.meta
-        if embedder.fingerprint != meta["fingerprint"]:
-            raise GalleryError(
-                f"gallery belongs to model {meta['fingerprint'][:12]} (run "
-                f"{meta.get('model_run', '?')}), not to model {embedder.fingerprint[:12]} (run "
-                f"{_run_dir(embedder)}): templates of two models cannot be compared; use the "
-                "gallery's model or enrol into a new gallery",
-                self.path,
-            )
+        self._check_binding(meta, embedder)
         if int(embedder.dim) != int(meta["dim"]):  # same weights, so only a damaged meta
             raise GalleryError(
                 f"gallery holds {meta['dim']}-d templates, the model makes {embedder.dim}-d ones",
@@ -147,6 +175,52 @@ class Gallery:
             )
         self.embedder = embedder
         self._model_table_read = False
+        old = meta.get("fingerprint_version", 1) < FINGERPRINT_VERSION
+        self.warnings = [OLD_BINDING_WARNING] if old else []
+
+    def _check_binding(self, meta: dict[str, Any], embedder: Embedder) -> None:
+        """Refuse ``embedder`` unless it is the model (weights, configs, thresholds) of ``meta``."""
+        version = meta.get("fingerprint_version", 1)
+        if version >= FINGERPRINT_VERSION:
+            if embedder.fingerprint == meta["fingerprint"]:
+                return
+            ours, theirs = meta["model_binding"], embedder.binding
+            differ = [label for key, label in BINDING_PARTS if ours.get(key) != theirs.get(key)]
+            mine = embedder.fingerprint
+        else:  # made before version 2: the weights' sha256 and the recorded beat config
+            mine = embedder.weights_sha256
+            if mine != meta["fingerprint"]:
+                differ = [BINDING_PARTS[0][1]]
+            elif canonical_beat_config(meta["beat_config"]) != embedder.binding["beat"]:
+                differ = [BINDING_PARTS[3][1]]
+            else:
+                return
+        raise GalleryError(
+            f"gallery belongs to model {meta['fingerprint'][:12]} (run "
+            f"{meta.get('model_run', '?')}), not to model {mine[:12]} (run {_run_dir(embedder)}): "
+            f"the {' and '.join(differ or ['fingerprint'])} "
+            f"{'differs' if len(differ) < 2 else 'differ'}; scores or decisions of two "
+            "models cannot be mixed; use the gallery's model or enrol into a new gallery",
+            self.path,
+        )
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """:meth:`GalleryStore.write`, re-checking the model binding inside the transaction (another
+        process may have written), and binding an older gallery to the whole model (version 2)."""
+        with self.store.write():
+            upgrade = False
+            if self.embedder is not None:
+                meta = self.store.read_meta()
+                self._check_binding(meta, self.embedder)
+                upgrade = meta.get("fingerprint_version", 1) < FINGERPRINT_VERSION
+                if upgrade:
+                    self.store.set_meta("model_binding", self.embedder.binding)
+                    self.store.set_meta("fingerprint", self.embedder.fingerprint)
+                    self.store.set_meta("fingerprint_version", FINGERPRINT_VERSION)
+            yield
+        if upgrade:
+            self._upgraded, self.warnings = True, []
 
     # -------------------------------------------------------------------------- properties
 
@@ -201,6 +275,7 @@ class Gallery:
             "index_in_use": faiss_index.resolve_kind(self.index_kind, entries),
             "dim": self.dim,
             "model_fingerprint": self.fingerprint,
+            "fingerprint_version": int(meta.get("fingerprint_version", 1)),
             "model_run": meta.get("model_run"),
             "beat_config": meta.get("beat_config"),
             "created": meta.get("created"),
@@ -301,7 +376,8 @@ class Gallery:
         unit = [_unit(v) for v in vectors]
         with self.store.locked():
             before = self.store.generation()
-            with self.store.write():
+            self._upgraded = False
+            with self._write():
                 pid = self.store.person_id(person)
                 old_ids = [] if pid is None else self.store.template_ids(pid)
                 removed: list[int] = []
@@ -334,6 +410,7 @@ class Gallery:
             beats=int(sum(beats)),
             removed_templates=len(removed),
             templates=old_count + len(added),
+            notes=[UPGRADE_NOTE] if self._upgraded else [],
         )
 
     def refuse_existing(self, person: str) -> None:
@@ -351,7 +428,7 @@ class Gallery:
         """Remove a person and all their templates; returns how many templates went."""
         with self.store.locked():
             before = self.store.generation()
-            with self.store.write():
+            with self._write():
                 pid = self.store.person_id(person)
                 if pid is None:
                     raise GalleryError(f"{person!r} is not enrolled", self.path)
@@ -370,7 +447,7 @@ class Gallery:
             _check_choice("index", index, faiss_index.KINDS)
         if template_mode is not None:
             _check_choice("template mode", template_mode, TEMPLATE_MODES)
-        with self.store.write():
+        with self._write():
             if index is not None:
                 self.store.set_meta("index_kind", index)
             if template_mode is not None and template_mode != self.template_mode:
@@ -403,14 +480,14 @@ class Gallery:
             where=str(self.path),
         )
         result.update(generation=snap.generation, created=now())
-        with self.store.write():
+        with self._write():
             if self.store.generation() != snap.generation:
                 raise GalleryError("the gallery changed while calibrating; run it again", self.path)
             self.store.set_meta("calibration", result)
         return result
 
     def clear_calibration(self) -> None:
-        with self.store.write():
+        with self._write():
             self.store.set_meta("calibration", None)
 
     # ---------------------------------------------------------------------------- search
@@ -465,7 +542,7 @@ class Gallery:
             operating_point=point,
             margin=margin,
             index=kind,
-            warnings=warnings + [w for w in (point.warning, caution) if w],
+            warnings=warnings + [w for w in (point.warning, caution) if w] + self.warnings,
         )
 
     def verify(
@@ -493,7 +570,7 @@ class Gallery:
             operating_point=point,
             probe=info,
             templates=len(snap.vectors),
-            warnings=warnings + ([point.warning] if point.warning else []),
+            warnings=warnings + ([point.warning] if point.warning else []) + self.warnings,
         )
 
     # --------------------------------------------------------------------------- helpers
@@ -531,9 +608,13 @@ class Gallery:
         return None if self.embedder is None else _run_dir(self.embedder) / MODEL_THRESHOLDS_FILE
 
     def _model_thresholds(self) -> dict[str, Any] | None:
+        """The model's operating points: those its embedder read and fingerprinted."""
         if not self._model_table_read:
-            path = self._model_thresholds_path()
-            self._model_table = read_table(path) if path is not None else None
+            if self.embedder is not None and hasattr(self.embedder, "thresholds"):
+                self._model_table = self.embedder.thresholds
+            else:
+                path = self._model_thresholds_path()
+                self._model_table = read_table(path) if path is not None else None
             self._model_table_read = True
         return self._model_table
 
@@ -582,6 +663,8 @@ def _model_meta(embedder: Embedder, index: str, template_mode: str) -> dict[str,
 
     return {
         "fingerprint": embedder.fingerprint,
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "model_binding": embedder.binding,
         "dim": int(embedder.dim),
         "beat_config": to_dict(embedder.beat_config),
         "model_run": str(_run_dir(embedder).resolve()),

@@ -20,6 +20,7 @@ class EnrolResult:
     removed_templates: int
     templates: int
     created_gallery: bool = False
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,7 +39,7 @@ class EnrolResult:
         ]
         if self.created_gallery:
             out.append(f"created gallery {self.gallery}")
-        return out
+        return out + [f"note: {n}" for n in self.notes]
 
 
 @dataclass

@@ -21,12 +21,20 @@ built at an older generation can never map a removed person's id to someone enro
 
 Every write also bumps ``meta.generation``, which tags derived indexes (in memory or cached on
 disk) so that a stale one is never searched.
+
+Every meta value is checked whenever it is read (:func:`check_meta`: type, range, allowed values),
+so a damaged or hand-edited gallery is refused with one line naming the file and the key, and
+nothing is written while refusing. ``meta.fingerprint`` binds the gallery to its model: see
+:data:`FINGERPRINT_VERSION`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 import secrets
 import sqlite3
 import struct
@@ -40,6 +48,8 @@ from typing import Any
 import numpy as np
 
 from ecgbio.gallery.errors import GalleryError
+from ecgbio.gallery.index import KINDS as INDEX_KINDS
+from ecgbio.gallery.thresholds import check_table
 from ecgbio.io import fsync_dir
 
 FORMAT = "ecgbio-gallery"
@@ -85,6 +95,17 @@ REQUIRED_META = (
     "template_mode",
     "generation",
 )
+TEMPLATE_MODES = ("each", "mean")
+#: what ``meta.fingerprint`` covers. 1 (galleries made before issue #16, which have no
+#: ``fingerprint_version``): the sha256 of ``model.safetensors`` alone. 2: the sha256 of the
+#: canonical JSON of ``meta.model_binding`` (weights sha256, beat and model config, input leads,
+#: the operating points of thresholds.json; see :func:`ecgbio.embed.model_binding`). A version 1
+#: gallery is checked against the weights and its recorded beat config, with a warning, and bound
+#: to the whole model (version 2) at its next write made with the model (``Gallery._write``).
+FINGERPRINT_VERSION = 2
+MAX_DIM = 1 << 16
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 def now() -> str:
@@ -234,6 +255,17 @@ class GalleryStore:
         processes creating the same gallery at once end up sharing one.
         """
         root = Path(root)
+        try:
+            return cls._create(root, meta)
+        except GalleryError:
+            raise
+        except OSError as exc:
+            raise GalleryError(
+                f"cannot create gallery here: {_os_reason(exc, root)}", root
+            ) from exc
+
+    @classmethod
+    def _create(cls, root: Path, meta: dict[str, Any]) -> GalleryStore:
         if root.exists() and not root.is_dir():
             raise GalleryError("not a directory", root)
         if root.is_dir() and not cls.exists(root) and _foreign_content(root):
@@ -241,6 +273,8 @@ class GalleryStore:
                 "directory is not empty and holds no gallery; choose another --gallery", root
             )
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not cls.exists(root) and not os.access(root, os.W_OK | os.X_OK):
+            raise GalleryError("cannot create gallery here: permission denied", root)
         path = root / DB_FILE
         with _locked(_file_lock(root), root):
             if not cls.exists(root):
@@ -342,37 +376,24 @@ class GalleryStore:
     # -------------------------------------------------------------------------------- meta
 
     def read_meta(self) -> dict[str, Any]:
+        """Every meta value, checked (type, range, allowed values): see :func:`check_meta`."""
         rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
-        try:
-            meta = {key: json.loads(value) for key, value in rows}
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise GalleryError(
-                f"gallery file is corrupt (bad meta value: {exc})", self.path
-            ) from exc
-        if meta.get("format") != FORMAT:
-            raise GalleryError("not an ecgbio gallery (no gallery meta data)", self.path)
-        missing = [k for k in REQUIRED_META if k not in meta]
-        if missing:
-            raise GalleryError(
-                f"gallery file is corrupt (meta lacks {', '.join(missing)})", self.path
-            )
-        if not isinstance(meta["schema_version"], int) or meta["schema_version"] > SCHEMA_VERSION:
-            raise GalleryError(
-                f"gallery schema {meta['schema_version']} is newer than this ecgbio understands "
-                f"({SCHEMA_VERSION}); upgrade ecgbio",
-                self.path,
-            )
-        if not isinstance(meta["dim"], int) or meta["dim"] < 1:
-            raise GalleryError(f"gallery file is corrupt (dim {meta['dim']!r})", self.path)
+        meta = {}
+        for key, value in rows:
+            try:
+                meta[key] = json.loads(value)
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise GalleryError(
+                    f"gallery file is corrupt (meta {key!r} is not JSON: {exc})", self.path
+                ) from exc
+        check_meta(meta, self.path)
         return meta
 
     def generation(self) -> int:
         """The current generation, read from disk (another process may have written)."""
         with sql_errors(self.path):
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        if row is None:
-            raise GalleryError("gallery file is corrupt (no generation)", self.path)
-        return int(json.loads(row[0]))
+        return _generation(row, self.path)
 
     def set_meta(self, key: str, value: Any) -> None:
         """Set one meta value; only inside :meth:`write`."""
@@ -437,10 +458,8 @@ class GalleryStore:
         dim = int(self.meta["dim"])
         where, args = ("WHERE p.name = ?", (name,)) if name is not None else ("", ())
         with self.read() as conn:
-            generation = int(
-                json.loads(
-                    conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0]
-                )
+            generation = _generation(
+                conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone(), self.path
             )
             names = {
                 int(i): str(n)
@@ -566,3 +585,173 @@ def _foreign_content(root: Path) -> bool:
     """Whether ``root`` holds files that are not a gallery's (never enrol into someone's folder)."""
     ours = {LOCK_FILE, DB_FILE, f"{DB_FILE}-journal", "index.faiss"}
     return any(p.name not in ours and not p.name.startswith(f".{DB_FILE}.") for p in root.iterdir())
+
+
+def _os_reason(exc: OSError, root: Path) -> str:
+    """An OS error as a few words: ``permission denied``, ``/x/y is a file, not a directory``."""
+    if isinstance(exc, NotADirectoryError) or exc.errno == 20:
+        for parent in (root, *root.parents):
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a directory"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _generation(row: Any, path: Path) -> int:
+    if row is None:
+        raise GalleryError("gallery file is corrupt (meta lacks generation)", path)
+    try:
+        value = json.loads(row[0])
+    except (json.JSONDecodeError, TypeError):
+        value = row[0]
+    if not _count(value):
+        raise GalleryError(
+            f"gallery file is corrupt or was edited: meta 'generation' is {value!r:.60}, "
+            "expected a count >= 0",
+            path,
+        )
+    return int(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def binding_fingerprint(binding: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a model binding (fingerprint version 2)."""
+    text = json.dumps(binding, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical_beat_config(data: Any) -> dict[str, Any]:
+    """A stored beat config as the model's :class:`~ecgbio.config.BeatConfig` writes it (defaults
+    filled in), so that two configs compare equal exactly when they cut the same beats."""
+    from ecgbio.config import BeatConfig, from_dict, to_dict
+
+    return to_dict(from_dict(BeatConfig, data))
+
+
+def check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Refuse a gallery whose meta data is missing, of the wrong type, out of range or not one of
+    the allowed values; the message names the gallery file and the key. Nothing is written."""
+    if meta.get("format") != FORMAT:
+        raise GalleryError("not an ecgbio gallery (no gallery meta data)", path)
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise GalleryError(f"gallery file is corrupt (meta lacks {', '.join(missing)})", path)
+
+    def bad(key: str, expected: str) -> GalleryError:
+        return GalleryError(
+            f"gallery file is corrupt or was edited: meta {key!r} is {meta[key]!r:.80}, "
+            f"expected {expected}",
+            path,
+        )
+
+    version = meta["schema_version"]
+    if not _count(version) or version < 1:
+        raise bad("schema_version", "a schema version >= 1")
+    if version > SCHEMA_VERSION:
+        raise GalleryError(
+            f"gallery schema {version} is newer than this ecgbio understands "
+            f"({SCHEMA_VERSION}); upgrade ecgbio",
+            path,
+        )
+    if not isinstance(meta["uuid"], str) or not _HEX32.fullmatch(meta["uuid"]):
+        raise bad("uuid", "32 hexadecimal digits")
+    if not isinstance(meta["created"], str):
+        raise bad("created", "a date")
+    if not isinstance(meta["fingerprint"], str) or not _HEX64.fullmatch(meta["fingerprint"]):
+        raise bad("fingerprint", "a sha256 (64 hexadecimal digits)")
+    if not _count(meta["dim"]) or not 1 <= meta["dim"] <= MAX_DIM:
+        raise bad("dim", f"a template size between 1 and {MAX_DIM}")
+    if meta["index_kind"] not in INDEX_KINDS:
+        raise bad("index_kind", f"one of {', '.join(INDEX_KINDS)}")
+    if meta["template_mode"] not in TEMPLATE_MODES:
+        raise bad("template_mode", f"one of {', '.join(TEMPLATE_MODES)}")
+    if not _count(meta["generation"]):
+        raise bad("generation", "a count >= 0")
+    if meta.get("model_run") is not None and not isinstance(meta["model_run"], str):
+        raise bad("model_run", "a run directory")
+    if not isinstance(meta["beat_config"], dict):
+        raise bad("beat_config", "a beat configuration (JSON object)")
+    try:
+        beat = canonical_beat_config(meta["beat_config"])
+    except Exception as exc:  # ConfigError, or whatever a hand-edited value provokes
+        raise GalleryError(
+            f"gallery file is corrupt or was edited: meta 'beat_config' is invalid ({exc})", path
+        ) from exc
+    _check_binding(meta, beat, path, bad)
+    _check_calibration(meta, path, bad)
+
+
+def _check_binding(meta: dict[str, Any], beat: dict[str, Any], path: Path, bad: Any) -> None:
+    fp_version = meta.get("fingerprint_version", 1)
+    if not _count(fp_version) or fp_version < 1:
+        raise bad("fingerprint_version", f"1 to {FINGERPRINT_VERSION}")
+    if fp_version > FINGERPRINT_VERSION:
+        raise GalleryError(
+            f"gallery fingerprint version {fp_version} is newer than this ecgbio understands "
+            f"({FINGERPRINT_VERSION}); upgrade ecgbio",
+            path,
+        )
+    if fp_version == 1:
+        if "model_binding" in meta:
+            raise bad("fingerprint_version", "2 (the gallery has a model_binding)")
+        return
+    binding = meta.get("model_binding")
+    if binding is None:
+        raise GalleryError("gallery file is corrupt (meta lacks model_binding)", path)
+    keys = {"weights_sha256", "in_leads", "beat", "model", "thresholds"}
+    if not isinstance(binding, dict) or set(binding) != keys:
+        raise bad("model_binding", f"an object with {', '.join(sorted(keys))}")
+    try:
+        fingerprint = binding_fingerprint(binding)
+    except ValueError as exc:  # NaN or infinity
+        raise bad("model_binding", "finite values") from exc
+    if fingerprint != meta["fingerprint"]:
+        raise GalleryError(
+            "gallery file is corrupt or was edited: meta 'model_binding' does not match meta "
+            "'fingerprint'",
+            path,
+        )
+    if binding["beat"] != beat:
+        raise GalleryError(
+            "gallery file is corrupt or was edited: meta 'beat_config' differs from the beat "
+            "config in meta 'model_binding'",
+            path,
+        )
+
+
+def _check_calibration(meta: dict[str, Any], path: Path, bad: Any) -> None:
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict):
+        raise bad("calibration", "a calibration (JSON object)")
+    try:
+        check_table(calibration.get("points"), None)
+    except GalleryError as exc:
+        raise GalleryError(
+            f"gallery file is corrupt or was edited: meta 'calibration' points: {exc}", path
+        ) from exc
+    problems = [
+        k for k in ("genuine", "impostor", "generation") if not _count(calibration.get(k))
+    ] + [k for k in ("persons", "persons_multi") if k in calibration and not _count(calibration[k])]
+    if not (_number(calibration.get("eer")) and 0 <= calibration["eer"] <= 1):
+        problems.append("eer")
+    if calibration.get("template_mode") not in (None, meta["template_mode"]):
+        problems.append("template_mode")
+    skipped = calibration.get("skipped_fars", [])
+    if not isinstance(skipped, list) or not all(_number(f) for f in skipped):
+        problems.append("skipped_fars")
+    if calibration.get("created") is not None and not isinstance(calibration["created"], str):
+        problems.append("created")
+    if problems:
+        raise GalleryError(
+            "gallery file is corrupt or was edited: meta 'calibration' has an invalid "
+            f"{', '.join(problems)}",
+            path,
+        )

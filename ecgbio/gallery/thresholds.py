@@ -93,20 +93,71 @@ def read_table(path: Path) -> dict[str, Any] | None:
     return table
 
 
-def check_table(table: Any, where: str | Path) -> None:
-    """Every entry must be ``{"threshold": finite number, ...}`` under ``eer`` or ``far=X``."""
+#: a threshold is a cosine; a score can pass 1 by float32 rounding, never by more than this
+COSINE_SLACK = 1e-5
+#: rates an operating point may report (measured or targeted), each a number in [0, 1] or null
+RATE_FIELDS = ("far", "frr", "far_measured")
+
+
+def check_table(table: Any, where: str | Path | None) -> None:
+    """Every operating point must be ``{"threshold": cosine in [-1, 1], ...}`` under ``eer`` or
+    ``far=X`` (X in (0, 1)), with its rates (``far``, ``frr``, ``far_measured``) in [0, 1].
+
+    Other keys are notes (``source``, ``genuine_scores``) and are ignored; a key that starts like
+    an operating point (``far=1%``) but is none is refused rather than silently never used.
+    """
     if not isinstance(table, dict):
-        raise GalleryError("thresholds must be a JSON object", where)
+        raise GalleryError(f"thresholds must be a JSON object, got {_kind(table)}", where)
     for key, entry in table.items():
-        if not (key == "eer" or _key_far(key) is not None):
+        if key != "eer" and not key.startswith("far="):
             continue  # room for other keys (notes, provenance)
-        value = entry.get("threshold") if isinstance(entry, dict) else None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        if key != "eer" and _key_far(key) is None:
+            raise GalleryError(
+                f"operating point {key!r} is neither 'eer' nor 'far=X' with X between 0 and 1",
+                where,
+            )
+        if not isinstance(entry, dict):
+            raise GalleryError(
+                f"operating point {key!r} must be an object with a threshold, got {_kind(entry)}",
+                where,
+            )
+        if "threshold" not in entry:
+            raise GalleryError(f"operating point {key!r} has no threshold", where)
+        value = entry["threshold"]
+        if not _finite(value):
             raise GalleryError(f"threshold {key!r} must be a finite number, got {value!r}", where)
+        if not -1.0 - COSINE_SLACK <= value <= 1.0 + COSINE_SLACK:
+            raise GalleryError(
+                f"threshold {key!r} must be a cosine between -1 and 1, got {value!r}", where
+            )
+        for name in RATE_FIELDS:
+            rate = entry.get(name)
+            if rate is not None and not (_finite(rate) and 0.0 <= rate <= 1.0):
+                raise GalleryError(
+                    f"{name} of operating point {key!r} must be a rate between 0 and 1, "
+                    f"got {rate!r}",
+                    where,
+                )
+
+
+def decision_points(table: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The operating points of a checked table (what changes a decision), without the notes."""
+    if table is None:
+        return None
+    fields = ("threshold", *RATE_FIELDS)
+    return {
+        k: {f: v[f] for f in fields if f in v}
+        for k, v in table.items()
+        if k == "eer" or _key_far(k) is not None
+    }
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def lookup(table: dict[str, Any] | None, far: str | float) -> tuple[float, float | None] | None:
@@ -136,8 +187,8 @@ def resolve(
 ) -> OperatingPoint:
     """Pick the operating point for ``far`` (see the module doc for the order)."""
     if threshold is not None:
-        if not math.isfinite(threshold):
-            raise GalleryError(f"--threshold must be a finite number, got {threshold!r}")
+        if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+            raise GalleryError(f"--threshold must be a cosine between -1 and 1, got {threshold!r}")
         return OperatingPoint(float(threshold), "manual", None, "manual")
     far = parse_far(far)
     name = point_name(far)
