@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgbio.config import BeatConfig
-from ecgbio.errors import BeatError, ConfigError, LeadError
-from ecgbio.records import Recording, normalize_lead_name, read_record
+from ecgbio.errors import BeatError, ConfigError, LeadError, RecordError
+from ecgbio.records import AMPLITUDE_MV, Recording, normalize_lead_name, read_record
 
 #: R-peak detectors offered, each measured on all 48 MIT-BIH records by
 #: ``experiments/rpeaks_mitdb.py`` (README): ecgbio's own Pan-Tompkins (:mod:`ecgbio.peaks`) and
@@ -35,6 +35,11 @@ DETECTORS = (
 #: Seconds before / after the R-peak over which a beat's quality (correlation with the record's
 #: median beat) is judged: the whole heartbeat, P wave to end of T, however short the cut window.
 QUALITY_CONTEXT_S = (0.25, 0.45)
+#: A record where more than this share of the beats touch a saturation rail
+#: (:attr:`ecgbio.records.Recording.rail`) is refused as clipped; below it those beats are dropped.
+#: On the real records of ../shared/data no clean record has any beat on a rail (one MIT-BIH 116
+#: beat of 2,337, already rejected for quality); a clipped record has most of its beats on one.
+MAX_CLIPPED_SHARE = 0.2
 #: Detectors whose authors prescribe their own pre-filter (``neurokit2.ecg_clean`` method).
 _DETECTOR_CLEAN = {
     "pantompkins1985": "pantompkins1985",
@@ -55,8 +60,9 @@ class Beats:
         leads: lead names of the rows of ``waves``.
         fs: sampling rate of ``waves``.
         detected: R-peaks found before any rejection.
-        rejected: beats dropped for quality or amplitude (windows cut off by the record's edges or a
-            masked defect are not counted: they are not beats we could judge).
+        rejected: beats dropped for quality, amplitude or clipping (windows cut off by the record's
+            edges or a masked defect are not counted: they are not beats we could judge).
+        clipped: of ``rejected``, the beats dropped because they touch a saturation rail.
     """
 
     waves: np.ndarray
@@ -66,6 +72,7 @@ class Beats:
     fs: float
     detected: int
     rejected: int
+    clipped: int = 0
 
     def __len__(self) -> int:
         return int(self.waves.shape[0])
@@ -185,6 +192,7 @@ def beat_quality(waves: np.ndarray) -> np.ndarray:
     """Pearson correlation of every beat with the record's median beat, averaged over leads."""
     if len(waves) == 0:
         return np.zeros(0, np.float32)
+    waves = np.asarray(waves, dtype=np.float64)  # float32 squares overflow on absurd amplitudes
     template = np.median(waves, axis=0)  # (leads, samples)
     x = waves - waves.mean(axis=2, keepdims=True)
     t = template - template.mean(axis=1, keepdims=True)
@@ -230,6 +238,9 @@ def extract_beats(recording: Recording, config: BeatConfig = BeatConfig()) -> Be
             f"recording is at {recording.fs:g} Hz but the config expects {config.rate} Hz"
         )
     fs = recording.fs
+    hea = str(recording.path) + ".hea"
+    if not np.isfinite(recording.signal).all():
+        raise RecordError("signal holds NaN or infinite values", hea)
     cleaned = clean(recording.signal, fs, config.clean_method)
     det = _detection_lead(recording, config)
     peaks = detect_rpeaks(recording.signal[det], fs, config.peak_method)
@@ -250,18 +261,62 @@ def extract_beats(recording: Recording, config: BeatConfig = BeatConfig()) -> Be
     if config.min_quality > 0:
         keep &= quality >= config.min_quality
     keep &= ~amplitude_outliers(waves, config.max_amplitude_z)
+    on_rail = touches(recording.rail, peaks, config.samples_before, config.samples_after)
+    if len(waves) and on_rail.mean() > MAX_CLIPPED_SHARE:
+        raise BeatError(
+            f"{int(on_rail.sum())} of {len(waves)} beats ({100 * on_rail.mean():.0f}%) touch a "
+            f"saturation rail: the signal is clipped ({'; '.join(recording.rails)}); record it "
+            f"again with a lower gain or a wider input range",
+            hea,
+        )
+    clipped = int((keep & on_rail).sum())
+    keep &= ~on_rail
     rejected = int((~keep).sum())
+    # a wrong unit is the more useful message, even when it also leaves too few beats
+    check_amplitude(waves[keep] if keep.any() else waves, recording, hea)
     waves, peaks, quality = waves[keep], peaks[keep], quality[keep]
     if len(waves) < config.min_beats:
+        why = f"{rejected - clipped} rejected for quality" + (
+            f", {clipped} for clipping" if clipped else ""
+        )
         raise BeatError(
             f"only {len(waves)} usable beats (need {config.min_beats}; {detected} R-peaks detected, "
-            f"{rejected} rejected for quality)",
-            str(recording.path) + ".hea",
+            f"{why})",
+            hea,
         )
     if config.max_beats:
         waves, peaks, quality = (a[: config.max_beats] for a in (waves, peaks, quality))
     waves = normalize_beats(waves, config.normalize).astype(np.float32)
-    return Beats(waves, peaks.astype(np.int64), quality, recording.leads, fs, detected, rejected)
+    return Beats(
+        waves, peaks.astype(np.int64), quality, recording.leads, fs, detected, rejected, clipped
+    )
+
+
+def touches(flags: np.ndarray | None, peaks: np.ndarray, before: int, after: int) -> np.ndarray:
+    """True for each peak whose window ``[p-before, p+after)`` holds a flagged sample."""
+    if flags is None or peaks.size == 0:
+        return np.zeros(peaks.size, bool)
+    count = np.concatenate(([0], np.cumsum(flags)))
+    lo = np.clip(peaks - before, 0, flags.size)
+    hi = np.clip(peaks + after, 0, flags.size)
+    return (count[hi] - count[lo]) > 0
+
+
+def check_amplitude(waves: np.ndarray, recording: Recording, header: str) -> None:
+    """Refuse a record whose median beat (mV) is outside :data:`AMPLITUDE_MV` on any lead."""
+    if len(waves) == 0:
+        return
+    amplitude = np.ptp(np.median(waves, axis=0), axis=1)  # (leads,) median-beat peak to peak
+    low, high = AMPLITUDE_MV
+    for lead, amp in zip(recording.leads, amplitude, strict=True):
+        if not low <= amp <= high:
+            side = "below" if amp < low else "above"
+            raise RecordError(
+                f"median beat on lead {lead} is {amp:.3g} mV peak to peak, {side} what a body "
+                f"produces ({low:g}-{high:g} mV): are the header's units and gain right? "
+                f"(a unit or gain 1000x off, e.g. V or uV for mV, gives this)",
+                header,
+            )
 
 
 def beats_from_file(path, config: BeatConfig = BeatConfig()) -> Beats:

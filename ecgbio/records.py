@@ -2,16 +2,23 @@
 
 Everything that can be wrong with a record on disk is caught here and turned into a one-line
 :class:`~ecgbio.errors.RecordError` naming the file: missing or truncated signal files, headers wfdb
-cannot parse, unknown leads, NaN or flat signals, records that are too short, absurd sampling rates.
-Known recording defects are repaired and reported rather than silently kept: ECG-ID, for example,
-ships records whose first 1024-2048 frames are a constant block of -1 samples; such runs are cropped at
-the edges (``Recording.notes`` says so) and masked inside the record.
+cannot parse, unknown leads, NaN, infinite or flat signals, records that are too short, absurd
+sampling rates, headers that are directories or symbolic-link loops, non-ASCII names the WFDB reader
+would mangle. Known recording defects are repaired and reported rather than silently kept: ECG-ID, for
+example, ships records whose first 1024-2048 frames are a constant block of -1 samples; such runs are
+cropped at the edges (``Recording.notes`` says so) and masked inside the record. Saturation (a lead
+sitting on a flat rail at its extreme value: the recorder's range was exceeded) is found here, at the
+record's own rate, and marked in ``Recording.rail``; :func:`ecgbio.beats.extract_beats` drops the
+beats that touch it and refuses a record where too many do.
 """
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -23,14 +30,57 @@ import numpy as np
 from ecgbio.config import ALL_LEADS
 from ecgbio.errors import LeadError, RecordError
 
+#: Sampling rates accepted (Hz). Real ECG recorders span about 100-10,000 Hz (PTB-XL's 100 Hz
+#: records, MIT-BIH 360, ECG-ID 500, PTB 1000, research amplifiers 2-10 kHz); below 50 Hz a QRS
+#: complex (about 100 ms) is a handful of samples, above 20 kHz the value is almost surely a typo.
+#: The header's text is checked too: wfdb reads an unparsable rate (``-500``, ``nan``) as 250 Hz.
 MIN_RATE_HZ = 50.0
 MAX_RATE_HZ = 20_000.0
+#: Samples beyond this (mV) are refused at once: the header's gain or units are absurd (a gain of
+#: 1e-40 per mV), and float32 overflows near 3.4e38, which breaks every filter downstream. Merely
+#: implausible amplitudes (a unit 1000x off) are refused on the beats (:data:`AMPLITUDE_MV`):
+#: a WFDB format may legitimately hold 1e7 mV (32-bit samples at a gain of 200 per mV, wfdb's own
+#: test records).
+MAX_ABS_MV = 1e30
 #: A lead whose standard deviation is below this (mV) carries no ECG.
 FLAT_STD_MV = 1e-3
 #: Runs of exactly repeated samples at least this long are recording defects, not ECG.
 CONSTANT_RUN_S = 0.5
 #: Share of NaN samples above which a lead is refused rather than interpolated.
 MAX_NAN_FRACTION = 0.2
+#: Median-beat peak-to-peak amplitude (mV, cleaned signal, at 100 Hz) a body can produce at the
+#: skin: checked on the beats (:func:`ecgbio.beats.check_amplitude`), quoted by the flat-lead
+#: message here. Measured on the real records of ../shared/data: ECG-ID lead I 0.18-1.52 mV (310
+#: records); PTB-XL all 12 leads 0.051 (aVL) - 9.08 mV (V2) (1,986 records); MIT-BIH first lead
+#: 0.38-3.86 mV (48); CinC 2017 0.021-4.81 mV (8,521; the lowest is labelled too noisy). The
+#: bounds sit a factor of 2 beyond those extremes; a unit or gain 1000x off (V or uV for mV)
+#: lands far outside them.
+AMPLITUDE_MV = (0.01, 20.0)
+#: Saturation. A lead's maximum (or minimum) value is a rail - the recorder clipped there - when
+#: the lead sits on it in at least ``RAIL_MIN_RUNS`` runs of >= 2 identical samples, or in one
+#: run of at least ``RAIL_LONG_RUN_S``, or, when the value is the converter's limit (the header's
+#: adc_res/adc_zero, or the format's range), in any run of >= 2 samples. Measured at the native
+#: rate on lead I (ECG-ID 310, PTB-XL 1,987 records) and the first lead (MIT-BIH 48, CinC 2017
+#: 8,528): a clean record's extreme value is held in at most 2 runs of >= 2 samples (14 CinC
+#: records, 1 ECG-ID; at most 1 in PTB-XL and MIT-BIH) and for at most 47 ms (CinC, 14 samples at
+#: 300 Hz). Flagged: MIT-BIH 116 (MLII on the converter's limits 0 and 2047 for up to 736 ms) and,
+#: reading all 12 leads, PTB-XL 01458 (V5 flat at its minimum for the last 270 ms).
+RAIL_MIN_RUNS = 4
+RAIL_LONG_RUN_S = 0.1
+#: Sample range of each WFDB storage format (the lowest code of 16-bit and 212 formats is WFDB's
+#: "missing sample", read as NaN, so the lowest real value is one above it).
+_FORMAT_RANGE = {
+    "8": (-128, 127),
+    "80": (-128, 127),
+    "16": (-32767, 32767),
+    "61": (-32767, 32767),
+    "160": (-32767, 32767),
+    "212": (-2047, 2047),
+    "310": (-511, 511),
+    "311": (-511, 511),
+    "24": (-(2**23) + 1, 2**23 - 1),
+    "32": (-(2**31) + 1, 2**31 - 1),
+}
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 
@@ -49,6 +99,9 @@ class Recording:
         mask: boolean (samples,) - False where the signal is a repaired defect (masked constant run or
             interpolated NaN gap); beats overlapping it are not used.
         notes: what was repaired, for the prepare summary.
+        rail: boolean (samples,) - True where a lead sits on a saturation rail (see
+            :func:`find_rails`), or None when no lead is clipped; beats touching it are rejected.
+        rails: one description per rail found (``"ECG I at +0.150 mV (8.4% of samples)"``).
     """
 
     path: Path
@@ -59,6 +112,8 @@ class Recording:
     comments: tuple[str, ...] = ()
     mask: np.ndarray | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    rail: np.ndarray | None = None
+    rails: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -126,8 +181,7 @@ def read_record(
         leads = tuple(s.strip() for s in leads.split(",") if s.strip())
     rec_path = record_path(path)
     header = Path(str(rec_path) + ".hea")
-    if not header.is_file():
-        raise RecordError("header file not found (expected a WFDB .hea file)", header)
+    text = read_header_text(header, given=Path(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -135,11 +189,7 @@ def read_record(
     except Exception as exc:  # wfdb raises many types for bad headers
         raise RecordError(f"unreadable WFDB header ({_describe(exc)})", header) from exc
 
-    fs = float(getattr(head, "fs", 0) or 0)
-    if not math.isfinite(fs) or not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
-        raise RecordError(
-            f"sampling rate {fs:g} Hz is outside {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz", header
-        )
+    fs, rate_note = header_rate(text, float(getattr(head, "fs", 0) or 0), header)
     multi_segment = getattr(head, "seg_name", None) is not None
     names = tuple(head.sig_name or ()) if not multi_segment else ()
     wanted = None if multi_segment else select_leads(names, leads, header)
@@ -155,6 +205,8 @@ def read_record(
     except FileNotFoundError as exc:
         missing = Path(exc.filename).name if getattr(exc, "filename", None) else "signal file"
         raise RecordError(f"signal file {missing} is missing", header) from exc
+    except OSError as exc:
+        raise RecordError(_signal_file_problem(exc), header) from exc
     except Exception as exc:
         raise RecordError(
             f"signal file is truncated or corrupt ({_describe(exc)})", header
@@ -169,8 +221,14 @@ def read_record(
     signal = np.asarray(rec.p_signal, dtype=np.float64).T  # (leads, samples)
     kept = tuple(rec.sig_name)
     units = list(rec.units or ["mV"] * len(kept))
-    for i, unit in enumerate(units):
-        signal[i] *= _UNIT_TO_MV.get(str(unit or "mV").strip().lower(), 1.0)
+    factors = [_UNIT_TO_MV.get(str(unit or "mV").strip().lower(), 1.0) for unit in units]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i, factor in enumerate(factors):
+            signal[i] *= factor
+    scales = [
+        _scale_hint(head, idx, units[k]) for k, idx in enumerate(wanted or [None] * len(kept))
+    ]
+    check_magnitude(signal, kept, scales, header)
 
     recording = Recording(
         path=rec_path,
@@ -179,21 +237,223 @@ def read_record(
         leads=kept,
         session=session_date(head),
         comments=tuple(head.comments or ()),
+        notes=(rate_note,) if rate_note else (),
     )
-    recording = repair_defects(recording, header)
+    recording = repair_defects(recording, header, scales)
     if recording.duration_s < min_duration_s:
         raise RecordError(
             f"record is {recording.duration_s:.2f} s long after cropping; need >= {min_duration_s:g} s",
             header,
         )
+    limits = (
+        [None] * len(kept)
+        if wanted is None
+        else [_converter_limits(head, idx, f) for idx, f in zip(wanted, factors, strict=True)]
+    )
+    recording = find_rails(recording, limits)
     if rate is not None and abs(rate - recording.fs) > 1e-9:
         recording = resample(recording, float(rate))
     recording.signal = recording.signal.astype(np.float32)
     return recording
 
 
-def repair_defects(rec: Recording, header: Path) -> Recording:
-    """Crop constant runs at the edges, mask inner ones, interpolate short NaN gaps; refuse the rest."""
+def read_header_text(header: Path, given: Path | None = None) -> str:
+    """The header's text, or a :class:`RecordError` saying exactly why there is none.
+
+    Also refuses non-ASCII characters in the names wfdb opens files by (record, segment and
+    signal file names) and in the units: wfdb reads headers as ASCII and silently drops every other
+    character, so ``récord_ü.dat`` would be looked for as ``rcord_.dat`` and ``µV`` read as ``V``.
+    (Non-ASCII paths are fine: only the header's text is read as ASCII.)
+    """
+    try:
+        info = os.stat(header)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RecordError(
+                "symbolic link loop: the header path never reaches a file", header
+            ) from None
+        if os.path.islink(header):
+            raise RecordError(
+                f"is a symbolic link to {os.readlink(header)}, which does not exist", header
+            ) from None
+        if exc.errno == errno.ENOENT:
+            if given is not None and given.is_dir():
+                raise RecordError(
+                    "is a directory, not a WFDB record (give a record's .hea file)", given
+                ) from None
+            raise RecordError("header file not found (expected a WFDB .hea file)", header) from None
+        raise RecordError(f"header cannot be opened ({exc.strerror or exc})", header) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise RecordError("is a directory, not a header file", header)
+    if not stat.S_ISREG(info.st_mode):
+        raise RecordError("is not a regular file (a header must be a plain text file)", header)
+    try:
+        raw = header.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"header cannot be read ({exc.strerror or exc})", header) from None
+    text = raw.decode("utf-8", errors="replace")
+    specs = [
+        (n, line.split()) for n, line in enumerate(text.splitlines(), 1) if _is_spec_line(line)
+    ]
+    for k, (number, words) in enumerate(specs):
+        # the names wfdb opens files by: the record (or segment) name, each signal file name
+        if words and not words[0].isascii():
+            kept = "".join(c for c in words[0] if c.isascii())
+            raise RecordError(
+                f"non-ASCII record names are not supported by the WFDB reader: it drops the "
+                f"non-ASCII characters of header line {number}, so {words[0]!r} would be read as "
+                f"{kept!r}; rename the record and its signal files with ASCII names and edit "
+                f"the header to match",
+                header,
+            )
+        if k > 0 and len(words) > 2 and not words[2].isascii():  # gain(baseline)/units
+            raise RecordError(
+                f"header line {number}: the gain/units field {words[2]!r} has non-ASCII "
+                f"characters, which the WFDB reader drops (so 'µV' becomes 'V', 1,000,000x off); "
+                f"write the units in ASCII ('uV')",
+                header,
+            )
+    return text
+
+
+def _is_spec_line(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def header_rate(text: str, parsed: float, header: Path) -> tuple[float, str]:
+    """The sampling rate from the header's record line, checked as text and as a number.
+
+    wfdb parses the field with a regular expression and silently uses 250 Hz when it does not
+    match (``-500``, ``nan``, ``1e3``), so the text itself is checked. Returns the rate and a note
+    when the header gives none (WFDB's default 250 Hz is used, as the standard says).
+    """
+    fields = next((line.split() for line in text.splitlines() if _is_spec_line(line)), [])
+    note = ""
+    if len(fields) >= 3:
+        given = re.split(r"[/(]", fields[2], maxsplit=1)[0]
+        if not re.fullmatch(r"(\d+\.?\d*|\.\d+)", given):
+            raise RecordError(
+                f"sampling rate {given!r} in the header is not a positive number (the WFDB reader "
+                f"would silently use {parsed:g} Hz); give the rate in Hz, e.g. 500",
+                header,
+            )
+        fs = float(given)
+    else:
+        fs = parsed
+        note = f"header gives no sampling rate: WFDB's default {parsed:g} Hz used"
+    if not math.isfinite(fs) or not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
+        raise RecordError(
+            f"sampling rate {fs:g} Hz is outside {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz", header
+        )
+    return fs, note
+
+
+def check_magnitude(
+    signal: np.ndarray, leads: tuple[str, ...], scales: list[str], header: Path
+) -> None:
+    """Refuse infinite samples or samples beyond :data:`MAX_ABS_MV` (a wrong gain or unit)."""
+    for i, lead in enumerate(leads):
+        x = signal[i][~np.isnan(signal[i])]
+        if x.size == 0:
+            continue
+        peak = float(np.max(np.abs(x)))
+        if not math.isfinite(peak):
+            raise RecordError(
+                f"lead {lead} holds infinite values: the header's gain or units are wrong "
+                f"({scales[i]})",
+                header,
+            )
+        if peak > MAX_ABS_MV:
+            raise RecordError(
+                f"lead {lead} reaches {peak:.3g} mV, beyond anything a recorder measures "
+                f"(> {MAX_ABS_MV:g} mV): the header's gain or units are wrong ({scales[i]})",
+                header,
+            )
+
+
+def _scale_hint(head: object, index: int | None, unit: str) -> str:
+    """``"units mV, gain 200 per mV"`` for messages about amplitudes."""
+    gains = getattr(head, "adc_gain", None)
+    if index is None or not gains or index >= len(gains):
+        return f"units {unit or 'mV'}"
+    return f"units {unit or 'mV'}, gain {gains[index]:g} per {unit or 'mV'}"
+
+
+def _converter_limits(head: object, index: int, factor: float) -> tuple[float, ...]:
+    """Physical values (mV) of the converter's limits for channel ``index`` of the header."""
+
+    def field(name: str) -> object:
+        values = getattr(head, name, None)
+        return values[index] if values and index < len(values) else None
+
+    gain, baseline = field("adc_gain"), field("baseline")
+    if not gain or baseline is None:
+        return ()
+    codes = set(_FORMAT_RANGE.get(str(field("fmt")), ()))
+    res, zero = field("adc_res"), field("adc_zero") or 0
+    if res:
+        codes |= {int(zero) - 2 ** (int(res) - 1), int(zero) + 2 ** (int(res) - 1) - 1}
+    return tuple(sorted((c - float(baseline)) / float(gain) * factor for c in codes))
+
+
+def _signal_file_problem(exc: OSError) -> str:
+    name = Path(exc.filename).name if getattr(exc, "filename", None) else "signal file"
+    if exc.errno == errno.ELOOP:
+        return f"signal file {name}: symbolic link loop"
+    if exc.errno == errno.EISDIR:
+        return f"signal file {name} is a directory, not a signal file"
+    if exc.errno == errno.EACCES:
+        return f"signal file {name} cannot be read (permission denied)"
+    return f"signal file {name} cannot be read ({_describe(exc)})"
+
+
+def find_rails(rec: Recording, limits: list[tuple[float, ...] | None]) -> Recording:
+    """Mark the samples where a lead sits on a saturation rail (see :data:`RAIL_MIN_RUNS`).
+
+    Args:
+        rec: the record at its own rate (a rail is flat only before resampling).
+        limits: per lead, the converter's limits in mV (from the header), or None when unknown.
+    """
+    rail = np.zeros(rec.signal.shape[1], bool)
+    found = []
+    long_run = max(2, int(round(RAIL_LONG_RUN_S * rec.fs)))
+    for i, lead in enumerate(rec.leads):
+        x = rec.signal[i]
+        lead_limits = limits[i] if i < len(limits) else None
+        for value in (float(x.max()), float(x.min())):
+            at = x == value
+            lengths = _run_lengths(at)
+            tol = 1e-9 * max(1.0, abs(value))
+            on_limit = bool(lead_limits) and any(abs(value - c) <= tol for c in lead_limits)
+            longest = int(lengths.max()) if lengths.size else 0
+            if (
+                int((lengths >= 2).sum()) >= RAIL_MIN_RUNS
+                or longest >= long_run
+                or (on_limit and longest >= 2)
+            ):
+                rail |= at
+                where = ", the converter's limit" if on_limit else ""
+                found.append(
+                    f"{lead} at {value:+.3f} mV ({100 * at.mean():.1f}% of samples{where})"
+                )
+    if not found:
+        return rec
+    notes = (*rec.notes, f"clipped (saturated): {', '.join(found)}")
+    return replace(rec, rail=rail, rails=tuple(found), notes=notes)
+
+
+def _run_lengths(flags: np.ndarray) -> np.ndarray:
+    edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+def repair_defects(rec: Recording, header: Path, scales: list[str] | None = None) -> Recording:
+    """Crop constant runs at the edges, mask inner ones, interpolate short NaN gaps; refuse the rest.
+
+    ``scales`` (per lead, the header's units and gain) go into the message about a flat lead: a
+    lead 1000x too small (a wrong gain or unit) looks flat.
+    """
     signal = rec.signal
     n = signal.shape[1]
     notes: list[str] = []
@@ -227,8 +487,17 @@ def repair_defects(rec: Recording, header: Path) -> Recording:
         notes = [note + " (cropped)" if _run_at(note, first, last, n) else note for note in notes]
 
     for i, lead in enumerate(rec.leads):
-        if float(np.std(signal[i][mask])) < FLAT_STD_MV:
-            raise RecordError(f"lead {lead} is flat (std < {FLAT_STD_MV:g} mV)", header)
+        std = float(np.std(signal[i][mask]))
+        if std < FLAT_STD_MV:
+            span = float(np.ptp(signal[i][mask]))
+            scale = f" ({scales[i]})" if scales and i < len(scales) else ""
+            raise RecordError(
+                f"lead {lead} is flat (std {std:.2g} mV < {FLAT_STD_MV:g} mV, range {span:.2g} mV):"
+                f" no ECG on it, or the header's units or gain are wrong{scale}; a body gives "
+                f"beats of {AMPLITUDE_MV[0]:g}-{AMPLITUDE_MV[1]:g} mV peak to peak",
+                header,
+            )
+    notes = list(rec.notes) + notes
     return replace(rec, signal=signal, mask=None if mask.all() else mask, notes=tuple(notes))
 
 
@@ -267,7 +536,15 @@ def resample(rec: Recording, rate: float) -> Recording:
             (np.arange(signal.shape[1]) * down / up).round().astype(int), mask.size - 1
         )
         mask = mask[src]
-    return replace(rec, signal=signal, fs=float(rate), mask=mask)
+    rail = rec.rail
+    if rail is not None:  # a new sample is on the rail if any source sample near it is
+        n_out = signal.shape[1]
+        count = np.concatenate(([0], np.cumsum(rail)))
+        j = np.arange(n_out)
+        lo = np.clip(np.floor((j - 1) * down / up).astype(int), 0, rail.size)
+        hi = np.clip(np.ceil((j + 1) * down / up).astype(int) + 1, 0, rail.size)
+        rail = (count[hi] - count[lo]) > 0
+    return replace(rec, signal=signal, fs=float(rate), mask=mask, rail=rail)
 
 
 def session_date(head: object) -> str:
