@@ -319,10 +319,17 @@ def check_amplitude(waves: np.ndarray, recording: Recording, header: str) -> Non
             )
 
 
-def beats_from_file(path, config: BeatConfig = BeatConfig()) -> Beats:
-    """Read ``path`` with ``config``'s leads and rate, then :func:`extract_beats`."""
+def beats_from_file(
+    path, config: BeatConfig = BeatConfig(), max_duration_s: float | None = None
+) -> Beats:
+    """Read ``path`` with ``config``'s leads and rate (at most its first ``max_duration_s``
+    seconds), then :func:`extract_beats`."""
     rec = read_record(
-        path, leads=config.leads, rate=config.rate, min_duration_s=config.min_duration_s
+        path,
+        leads=config.leads,
+        rate=config.rate,
+        min_duration_s=config.min_duration_s,
+        max_duration_s=max_duration_s,
     )
     return extract_beats(rec, config)
 

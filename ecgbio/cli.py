@@ -17,6 +17,7 @@ import typer
 
 from ecgbio.cli_common import DEBUG_ENV, AsJson, emit, handle_errors
 from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
+from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, MaxMinutes
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
@@ -547,6 +548,7 @@ def beats_cmd(
     normalize: Normalize = _DEFAULT.normalize,
     peak_method: PeakMethod = _DEFAULT.peak_method,
     min_quality: MinQuality = _DEFAULT.min_quality,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     as_json: AsJson = False,
 ) -> None:
     """Read one record and show the beats ecgbio would use from it."""
@@ -554,8 +556,14 @@ def beats_cmd(
     from ecgbio.records import read_record
 
     config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
+    if not 0 <= max_minutes < float("inf"):
+        raise EcgbioError(f"--max-minutes must be >= 0 (0: whole records), got {max_minutes:g}")
     rec = read_record(
-        record, leads=config.leads, rate=config.rate, min_duration_s=config.min_duration_s
+        record,
+        leads=config.leads,
+        rate=config.rate,
+        min_duration_s=config.min_duration_s,
+        max_duration_s=60.0 * max_minutes or None,
     )
     beats = extract_beats(rec, config)
     data = {

@@ -16,6 +16,7 @@ import typer
 
 from ecgbio.cli_common import AsJson, emit, handle_errors
 from ecgbio.config import DEFAULT_MODEL
+from ecgbio.errors import EcgbioError
 from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE
 from ecgbio.gallery.quality import QualityGate
 from ecgbio.gallery.thresholds import DEFAULT_FAR, DEFAULT_MARGIN
@@ -39,6 +40,17 @@ GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
 MaxBeats = Annotated[
     int, typer.Option("--max-beats", help="Use only the first K usable beats of a record (0: all).")
 ]
+MaxMinutes = Annotated[
+    float,
+    typer.Option(
+        "--max-minutes",
+        help="Read at most the first M minutes of a record (a 24-hour Holter record lends its "
+        "first minutes; 0: the whole record).",
+    ),
+]
+#: ``--max-minutes``' default: :data:`ecgbio.embed.READ_LIMIT_S` (kept literal: importing
+#: ecgbio.embed would load torch before a command needs it).
+DEFAULT_MAX_MINUTES = 10.0
 Far = Annotated[
     str,
     typer.Option(
@@ -53,24 +65,28 @@ Threshold = Annotated[
 ]
 
 
-def _open(gallery: Path, model: str | None = None) -> Gallery:
+def _open(
+    gallery: Path, model: str | None = None, max_minutes: float = DEFAULT_MAX_MINUTES
+) -> Gallery:
     """Open (and so validate) the gallery first, then load the model and check it matches."""
     from ecgbio.gallery import Gallery
 
     opened = Gallery.open(gallery)
     if model is not None:
         try:
-            opened.attach(_embedder(model))
+            opened.attach(_embedder(model, max_minutes))
         except BaseException:
             opened.close()
             raise
     return opened
 
 
-def _embedder(model: str) -> Any:
+def _embedder(model: str, max_minutes: float = DEFAULT_MAX_MINUTES) -> Any:
     from ecgbio.embed import Embedder
 
-    return Embedder(model)
+    if not 0 <= max_minutes < float("inf"):
+        raise EcgbioError(f"--max-minutes must be >= 0 (0: whole records), got {max_minutes:g}")
+    return Embedder(model, read_limit_s=60.0 * max_minutes)
 
 
 # enroll ---------------------------------------------------------------------------------------
@@ -81,6 +97,7 @@ def enroll(
     person: Annotated[str, typer.Option("--id", help="The person's id in the gallery.")],
     model: ModelDir = DEFAULT_MODEL,
     max_beats: MaxBeats = 0,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace the templates of an enrolled id.")
     ] = False,
@@ -112,7 +129,9 @@ def enroll(
 ) -> None:
     """Enrol a person from one or more records (quality-gated; all or nothing)."""
     from ecgbio.gallery import Gallery, GalleryError, QualityGate, embed_for_enrolment
+    from ecgbio.gallery.gallery import check_person_id
 
+    check_person_id(person, "--id")
     if replace and append:
         raise GalleryError("--replace and --append exclude each other")
     mode = "replace" if replace else "append" if append else "new"
@@ -131,7 +150,7 @@ def enroll(
                     )
             if mode == "new":
                 existing.refuse_existing(person)  # before the slow part
-    embedder = _embedder(model)
+    embedder = _embedder(model, max_minutes)
     # refusals happen here, before a new gallery is created
     embeddings = embed_for_enrolment(embedder, person, records, max_beats, gate)
     opened, created = Gallery.open_or_create(
@@ -157,13 +176,14 @@ def identify(
         typer.Option("--margin", help="The best person must beat the second-best by this."),
     ] = DEFAULT_MARGIN,
     max_beats: MaxBeats = 0,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     as_json: AsJson = False,
 ) -> None:
     """Who is this? Ranked candidates; 'unknown' unless the best passes the threshold and margin.
 
     Exit code 0 when someone is recognised, 1 when unknown, 2 on error.
     """
-    with _open(gallery, model) as opened:
+    with _open(gallery, model, max_minutes) as opened:
         result = opened.identify(
             record, top_k=top_k, far=far, threshold=threshold, margin=margin, max_beats=max_beats
         )
@@ -181,10 +201,14 @@ def verify(
     far: Far = DEFAULT_FAR,
     threshold: Threshold = None,
     max_beats: MaxBeats = 0,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     as_json: AsJson = False,
 ) -> None:
     """Is this the claimed person? Exit code 0 accept, 1 reject, 2 error."""
-    with _open(gallery, model) as opened:
+    from ecgbio.gallery.gallery import check_person_id
+
+    check_person_id(claim, "--claim")
+    with _open(gallery, model, max_minutes) as opened:
         result = opened.verify(claim, record, far=far, threshold=threshold, max_beats=max_beats)
     emit(result.to_dict(), as_json, result.lines())
     if not result.accepted:
@@ -244,6 +268,9 @@ def gallery_remove(
     as_json: AsJson = False,
 ) -> None:
     """Remove a person and all their templates (overwritten on disk, not just unlinked)."""
+    from ecgbio.gallery.gallery import check_person_id
+
+    check_person_id(person, "--id")
     with _open(gallery) as opened:
         removed = opened.remove(person)
         left = len(opened)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecgbio.errors import ConfigError
 from ecgbio.gallery.store import FINGERPRINT_VERSION, binding_fingerprint
 from ecgbio.store import BeatStore
 
@@ -92,6 +93,11 @@ def record_templates(
     return ids, (sums / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+#: How much of a record enrolment and identification read by default, in seconds: minutes of ECG
+#: give hundreds of beats, far more than a template needs (``Embedder(read_limit_s=0)``: all).
+READ_LIMIT_S = 600.0
+
+
 class Embedder:
     """A trained run as a function: WFDB record -> beat embeddings -> record template.
 
@@ -106,7 +112,9 @@ class Embedder:
     the ones that were fingerprinted.
     """
 
-    def __init__(self, run_dir: str | Path, threads: int = 0) -> None:
+    def __init__(
+        self, run_dir: str | Path, threads: int = 0, read_limit_s: float = READ_LIMIT_S
+    ) -> None:
         from ecgbio.gallery.thresholds import MODEL_THRESHOLDS_FILE, read_table
         from ecgbio.runs import load_run
 
@@ -121,16 +129,23 @@ class Embedder:
         self.binding = model_binding(self.run, self.thresholds)
         self.fingerprint = binding_fingerprint(self.binding)
         self.fingerprint_version = FINGERPRINT_VERSION
+        if read_limit_s < 0:
+            raise ConfigError(
+                f"the read limit must be >= 0 seconds (0: whole records), got {read_limit_s}"
+            )
+        self.read_limit_s = float(read_limit_s)
 
     def embed_waves(self, waves: np.ndarray) -> np.ndarray:
         """(n, leads, samples) beats -> (n, d) unit vectors."""
         return embed_waves(self.run.backbone, waves)
 
     def embed_record(self, path: str | Path, max_beats: int = 0) -> RecordEmbedding:
-        """Read, cut and embed one record; ``max_beats`` keeps the first k usable beats."""
+        """Read, cut and embed one record; ``max_beats`` keeps the first k usable beats. At
+        most the first :attr:`read_limit_s` seconds are read (a 24-hour Holter record lends
+        enrolment or a probe its first minutes, not 13 GB of memory)."""
         from ecgbio.beats import beats_from_file
 
-        beats = beats_from_file(path, self.beat_config)
+        beats = beats_from_file(path, self.beat_config, self.read_limit_s or None)
         waves = beats.waves[:max_beats] if max_beats else beats.waves
         emb = self.embed_waves(waves)
         _, template = record_templates(emb, np.zeros(len(emb), dtype=np.int64))

@@ -130,6 +130,56 @@ def record_path(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix.lower() in {".hea", ".dat", ".mat", ".atr"} else p
 
 
+#: Bytes a sample takes on disk in each WFDB storage format (formats not listed are not checked).
+BYTES_PER_SAMPLE = {
+    "8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0,
+    "212": 1.5, "310": 4 / 3, "311": 4 / 3,
+}  # fmt: skip
+
+
+def check_signal_files(head: object, header: Path) -> None:
+    """Refuse a header whose claimed length its signal files cannot hold (before reading them):
+    a header that claims 500 M samples over a small or sparse file would otherwise be read,
+    padded or not, into gigabytes of memory."""
+    length = int(getattr(head, "sig_len", 0) or 0)
+    formats = getattr(head, "fmt", None) or []
+    files = getattr(head, "file_name", None) or []
+    offsets = getattr(head, "byte_offset", None) or [None] * len(files)
+    per_file: dict[str, float] = {}
+    for name, fmt, offset in zip(files, formats, offsets, strict=False):
+        width = BYTES_PER_SAMPLE.get(str(fmt))
+        if width is None or not name or str(name).endswith(".mat"):
+            return  # compressed, MATLAB or unknown formats: wfdb checks them itself
+        per_file[name] = per_file.get(name, float(offset or 0)) + width * length
+    for name, needed in per_file.items():
+        path = header.parent / name
+        if not path.is_file():
+            continue  # the reader says "missing" with its own message
+        size = path.stat().st_size
+        if size + 4 < needed:  # format 212/310 may round the last group
+            fs = float(getattr(head, "fs", 0) or 250)
+            raise RecordError(
+                f"signal file {name} is truncated or the header's length is wrong: the header "
+                f"claims {length:,} samples a signal ({_duration(length / fs)}), which needs "
+                f"{int(needed):,} bytes, and the file holds {size:,}",
+                header,
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _lead_names(names: list[str | None] | None) -> tuple[str, ...]:
+    """The header's signal descriptions; one left out (the WFDB format allows it) is ``""``, a
+    lead no name can ask for."""
+    return tuple(str(n) if n is not None else "" for n in names or ())
+
+
 def normalize_lead_name(name: str) -> str:
     """Case- and decoration-insensitive lead name: ``"ECG I"``, ``"lead i"`` and ``"I"`` -> ``"I"``."""
     text = re.sub(r"^(ECG|EKG|LEAD)[\s_\-:]*", "", name.strip(), flags=re.IGNORECASE)
@@ -163,6 +213,7 @@ def read_record(
     leads: tuple[str, ...] | str = ("I",),
     rate: float | None = None,
     min_duration_s: float = 2.0,
+    max_duration_s: float | None = None,
 ) -> Recording:
     """Read a WFDB record (single or multi-segment), keep ``leads``, resample to ``rate``.
 
@@ -171,6 +222,9 @@ def read_record(
         leads: lead names (``("I",)``, ``"I,II"``) or ``"all"``.
         rate: target sampling rate in Hz; ``None`` keeps the record's own.
         min_duration_s: refuse records shorter than this (after cropping defects).
+        max_duration_s: read at most the first this many seconds (``None``: all). Only those
+            samples are read from disk, so a 24-hour Holter record costs what its first minutes
+            cost; the recording's notes say what was left unread.
 
     Raises:
         RecordError: with a one-line message naming the file and the problem.
@@ -191,17 +245,33 @@ def read_record(
 
     fs, rate_note = header_rate(text, float(getattr(head, "fs", 0) or 0), header)
     multi_segment = getattr(head, "seg_name", None) is not None
-    names = tuple(head.sig_name or ()) if not multi_segment else ()
+    names = _lead_names(head.sig_name) if not multi_segment else ()
     wanted = None if multi_segment else select_leads(names, leads, header)
     # wfdb reads each channel once; a lead asked twice (a stand-in for two leads) is copied after
     channels = None if wanted is None else list(dict.fromkeys(wanted))
     if not multi_segment and not names:
         raise RecordError("header declares no signals", header)
+    if not multi_segment:
+        check_signal_files(head, header)
+    total = int(getattr(head, "sig_len", 0) or 0)
+    sampto = None
+    if max_duration_s is not None and total > max_duration_s * fs:
+        sampto = max(1, int(max_duration_s * fs))
+        rate_note = "; ".join(
+            n
+            for n in (
+                rate_note,
+                f"read the first {_duration(sampto / fs)} of {_duration(total / fs)}",
+            )
+            if n
+        )
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rec = wfdb.rdrecord(str(rec_path), channels=channels, physical=True, m2s=True)
+            rec = wfdb.rdrecord(
+                str(rec_path), channels=channels, physical=True, m2s=True, sampto=sampto
+            )
     except FileNotFoundError as exc:
         missing = Path(exc.filename).name if getattr(exc, "filename", None) else "signal file"
         raise RecordError(f"signal file {missing} is missing", header) from exc
@@ -212,14 +282,14 @@ def read_record(
             f"signal file is truncated or corrupt ({_describe(exc)})", header
         ) from exc
     if multi_segment and rec.p_signal is not None:  # leads are known only once segments are read
-        _keep_channels(rec, select_leads(tuple(rec.sig_name or ()), leads, header))
+        _keep_channels(rec, select_leads(_lead_names(rec.sig_name), leads, header))
     elif wanted is not None and channels != wanted and rec.p_signal is not None:
         _keep_channels(rec, [channels.index(c) for c in wanted])
     if rec.p_signal is None or rec.p_signal.size == 0:
         raise RecordError("record holds no samples", header)
 
     signal = np.asarray(rec.p_signal, dtype=np.float64).T  # (leads, samples)
-    kept = tuple(rec.sig_name)
+    kept = _lead_names(rec.sig_name)
     units = list(rec.units or ["mV"] * len(kept))
     factors = [_UNIT_TO_MV.get(str(unit or "mV").strip().lower(), 1.0) for unit in units]
     with np.errstate(over="ignore", invalid="ignore"):

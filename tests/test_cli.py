@@ -234,7 +234,7 @@ def _bad_record(kind: str, directory: Path) -> Path:
     [
         ("unparsable header", "unreadable WFDB header"),
         ("missing dat", "signal file bad.dat is missing"),
-        ("truncated dat", "signal file is truncated or corrupt"),
+        ("truncated dat", "signal file bad.dat is truncated or the header's length is wrong"),
         ("flat", "signal is constant (flat) throughout"),
         ("absurd rate", "is outside 50-20000 Hz"),
         ("too short", "long after cropping; need >= 2 s"),

@@ -243,3 +243,38 @@ def test_the_main_cli_mounts_the_gallery_commands():
         pytest.skip("ecgbio/cli.py does not call cli_gallery.register(app) yet")
     assert {"enroll", "identify", "verify"} <= names
     assert "gallery" in {g.name for g in ecgbio.cli.app.registered_groups}
+
+
+def _killed_writer(db: Path, spill: bool) -> None:
+    """A process killed in the middle of a write transaction (``spill``: after SQLite wrote
+    changed pages into the database file itself, so its journal is hot)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sqlite3\n"
+        f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        f"c.execute('PRAGMA cache_size = {1 if spill else 10000}')\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "for i in range(3000):\n"
+        "    c.execute('INSERT INTO meta(key, value) VALUES (?, ?)', (f'junk{i}', 'x' * 500))\n"
+        "os._exit(9)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    assert Path(str(db) + "-journal").is_file()
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_a_killed_writer_s_journal_is_gone_after_the_next_open(enrolled, spill):
+    import sqlite3
+
+    _run_dir, gallery, _person = enrolled
+    before = run("gallery", "list", gallery, "--json").stdout
+    db = gallery / "gallery.sqlite"
+    _killed_writer(db, spill)
+    after = run("gallery", "list", gallery, "--json")
+    assert after.exit_code == 0 and after.stdout == before  # nothing lost, nothing half-written
+    assert not Path(str(db) + "-journal").exists()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'junk%'").fetchone() == (0,)

@@ -89,7 +89,7 @@ def test_truncated_dat(record_factory):
     path = record_factory("trunc", seconds=4)
     dat = Path(str(path) + ".dat")
     dat.write_bytes(dat.read_bytes()[:1001])
-    with pytest.raises(RecordError, match=r"trunc\.hea: signal file is truncated or corrupt"):
+    with pytest.raises(RecordError, match=r"trunc\.hea: signal file trunc\.dat is truncated"):
         read_record(path)
 
 

@@ -319,7 +319,7 @@ class Gallery:
         self, person: str, embeddings: Sequence[RecordEmbedding], mode: str = "new"
     ) -> EnrolResult:
         """Store records already embedded and gated by :func:`embed_for_enrolment`."""
-        _check_person(person)
+        check_person_id(person)
         _check_choice("enrol mode", mode, ENROL_MODES)
         if not embeddings:
             raise GalleryError(f"no records given to enrol {person!r}")
@@ -345,7 +345,7 @@ class Gallery:
 
         For imports, tests and benchmarks; no quality gate applies (there are no beats to judge).
         """
-        _check_person(person)
+        check_person_id(person)
         _check_choice("enrol mode", mode, ENROL_MODES)
         x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
         if x.ndim != 2 or x.shape[1] != self.dim or not len(x):
@@ -635,7 +635,7 @@ def embed_for_enrolment(
             :class:`QualityGate`); the message names the record and says nothing was stored.
         RecordError: a record cannot be read at all.
     """
-    _check_person(person)
+    check_person_id(person)
     if not records:
         raise GalleryError(f"no records given to enrol {person!r}")
     paths = [os.path.abspath(os.fspath(r)) for r in records]
@@ -686,12 +686,19 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return (v / norm).astype(np.float32)
 
 
-def _check_person(person: str) -> None:
+def check_person_id(person: str, argument: str = "") -> None:
+    """Refuse an id that is empty, too long or not printable; ``argument`` (``--id``) names the
+    command-line option it came from, so the message says which one to fix."""
+    prefix = f"{argument}: " if argument else ""
     if not isinstance(person, str) or not person.strip():
-        raise GalleryError("a person id must be a non-empty name")
+        raise GalleryError(f"{prefix}a person id must be a non-empty name")
     if len(person) > MAX_NAME or any(not ch.isprintable() for ch in person):
+        shown = repr(person[:60]) + (
+            f" ... ({len(person):,} characters)" if len(person) > 60 else ""
+        )
         raise GalleryError(
-            f"a person id must be printable text of at most {MAX_NAME} characters, got {person!r}"
+            f"{prefix}a person id must be printable text of at most {MAX_NAME} characters, "
+            f"got {shown}"
         )
 
 

@@ -220,8 +220,24 @@ class GalleryStore:
         self.conn = conn
         self._lock = _file_lock(root)
         with sql_errors(self.path):
-            self.meta = self.read_meta()
+            self.meta = self.read_meta()  # a first query: SQLite rolls back a hot journal
             _check_length(self.path)
+        self._drop_stale_journal()
+
+    def _drop_stale_journal(self) -> None:
+        """Remove a rollback journal that outlived a killed writer and that SQLite did not judge
+        hot (nothing to roll back), so it would linger until the next write.
+
+        Only while holding the writer lock (no ecgbio writer can be mid-transaction) and after
+        the first query above (a hot journal has been rolled back and deleted by then); a gallery
+        another process is writing keeps its journal.
+        """
+        journal = self.root / f"{DB_FILE}-journal"
+        if not journal.is_file():
+            return
+        with self.locked(blocking=False) as held:
+            if held and not self.conn.in_transaction and journal.is_file():
+                journal.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ open / create / close
 
