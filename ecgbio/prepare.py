@@ -117,6 +117,12 @@ class PrepareSummary:
         return out
 
 
+#: At most this much of each record goes into a store, in seconds: memory stays bounded whatever
+#: a header claims (a 24-hour Holter record lends its first hour; cut it into hour-long records to
+#: store all of it). MIT-BIH's 30 minutes, PTB-XL's 10 s and CinC's minute fit whole.
+PREPARE_READ_LIMIT_S = 3600.0
+
+
 def prepare_record(seq: int, spec: RecordSpec, config: BeatConfig) -> RecordResult:
     """Prepare one record; never raises for bad data (the reason is returned)."""
     try:
@@ -131,6 +137,7 @@ def prepare_record(seq: int, spec: RecordSpec, config: BeatConfig) -> RecordResu
             leads=spec.leads or config.leads,
             rate=config.rate,
             min_duration_s=config.min_duration_s,
+            max_duration_s=PREPARE_READ_LIMIT_S,
         )
         valid = rec.signal[:, rec.valid]
         max_abs = float(np.abs(valid).max())

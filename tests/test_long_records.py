@@ -79,3 +79,18 @@ def test_mitdb_half_hour_read_in_part():
     rec = read_record(shared("mitdb") / "100", ("MLII",), max_duration_s=60)
     assert rec.duration_s == pytest.approx(60, abs=0.1)
     assert "read the first 1.0 min of 30.1 min" in rec.notes
+
+
+def test_prepare_reads_at_most_its_limit_of_a_record(tmp_path, monkeypatch):
+    import ecgbio.prepare as prepare
+    from ecgbio.config import BeatConfig
+    from ecgbio.sources import RecordSpec
+    from ecgbio.store import BeatStore
+
+    path = write_wfdb(tmp_path / "db", "holter", simulate_ecg(60, 250, seed=4), 250, ["I"])
+    monkeypatch.setattr(prepare, "PREPARE_READ_LIMIT_S", 20.0)  # an hour, scaled down
+    spec = RecordSpec(path=path, person="p", record="holter")
+    prepare.prepare_store([spec], tmp_path / "s", BeatConfig(), progress=False)
+    store = BeatStore.open(tmp_path / "s")
+    peaks = store.index["peak"].to_numpy()
+    assert len(peaks) >= 10 and peaks.max() < 20 * store.config.rate
