@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from ecgbio.cli_common import DEBUG_ENV, AsJson, emit, handle_errors
 from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
@@ -23,12 +24,40 @@ from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
 
+
+class _WorkOrder(TyperGroup):
+    """Lists the commands in the order of the work (records -> model -> gallery), not the order
+    in which the modules define them."""
+
+    ORDER = (
+        "download",
+        "prepare",
+        "store",
+        "beats",
+        "train",
+        "evaluate",
+        "report",
+        "enroll",
+        "identify",
+        "verify",
+        "gallery",
+        "demo",
+    )
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(self.ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+
 app = typer.Typer(
     name="ecgbio",
-    help="Recognise people by their ECG: prepare records, train, enrol, identify, verify.",
+    cls=_WorkOrder,
+    help="Recognise people by their ECG: prepare records, train, enroll, identify, verify.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no '<bool>' after flags that take no value
 )
 prepare_app = typer.Typer(help="Turn ECG records into a beat store.", no_args_is_help=True)
 download_app = typer.Typer(help="Download public ECG databases.", no_args_is_help=True)
@@ -343,12 +372,30 @@ def train_cmd(
     blocks: Annotated[str, typer.Option("--blocks", help="Residual blocks per stage.")] = "1,1,1,1",
     embedding_dim: Annotated[int, typer.Option("--embedding-dim")] = 128,
     dropout: Annotated[float, typer.Option("--dropout")] = 0.2,
-    input_norm: Annotated[str, typer.Option("--input-norm", help="beat or none.")] = "beat",
+    input_norm: Annotated[
+        str,
+        typer.Option(
+            "--input-norm",
+            help="none (millivolts, the default model's) or beat (z-score each beat).",
+        ),
+    ] = "none",
     augment: Annotated[bool, typer.Option("--augment/--no-augment")] = True,
     stretch: Annotated[
-        float, typer.Option("--stretch", help="Time stretch about the R-peak (0.08 = +-8 %).")
-    ] = 0.0,
-    shift: Annotated[float, typer.Option("--shift", help="R-peak jitter, seconds.")] = 0.0,
+        float | None,
+        typer.Option(
+            "--stretch",
+            help="Time stretch about the R-peak (0.08 = +-8 %; default 0.08 with --augment).",
+            show_default=False,
+        ),
+    ] = None,
+    shift: Annotated[
+        float | None,
+        typer.Option(
+            "--shift",
+            help="R-peak jitter, seconds (default 0.02 with --augment).",
+            show_default=False,
+        ),
+    ] = None,
     gain: Annotated[
         float, typer.Option("--gain", help="Amplitude jitter (0.2 = x U(0.8, 1.2)).")
     ] = 0.2,
@@ -390,10 +437,18 @@ def train_cmd(
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Train a ResNet1d with a softmax identity head and a metric-learning head."""
-    from ecgbio.config import ModelConfig, TrainConfig
+    """Train a ResNet1d with a softmax identity head and a metric-learning head.
+
+    The defaults are the default model's recipe (millivolt input, stretch +-8 %, shift +-20 ms,
+    ArcFace + softmax), except the protocol: the shipped model uses 'general'
+    (experiments/train_default.py; docs/model-card.md)."""
+    from ecgbio.config import RECIPE_SHIFT_S, RECIPE_STRETCH, ModelConfig, TrainConfig
     from ecgbio.training import train
 
+    if stretch is None:
+        stretch = RECIPE_STRETCH if augment else 0.0
+    if shift is None:
+        shift = RECIPE_SHIFT_S if augment else 0.0
     model_cfg = ModelConfig(
         widths=_ints(widths),
         blocks=_ints(blocks),
@@ -666,14 +721,31 @@ register_gallery_commands(app)
 register_report_command(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"ecgbio {version('ecgbio')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("ecgbio (not installed: version unknown)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[
         bool,
         typer.Option("--debug", help="Show the traceback behind an unexpected error (a bug)."),
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
-    """Recognise people by their ECG: prepare records, train, enrol, identify, verify."""
+    """Recognise people by their ECG: prepare records, train, enroll, identify, verify."""
     if debug:
         os.environ[DEBUG_ENV] = "1"
 

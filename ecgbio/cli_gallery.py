@@ -36,7 +36,29 @@ ModelDir = Annotated[
     ),
 ]
 GalleryOpt = Annotated[Path, typer.Option("--gallery", help="Gallery directory.")]
-GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
+GalleryArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Gallery directory (or --gallery, as enroll and identify take it).",
+        show_default=False,
+    ),
+]
+GalleryAlso = Annotated[
+    Path | None, typer.Option("--gallery", help="Gallery directory (instead of the argument).")
+]
+
+
+def _gallery_path(argument: Path | None, option: Path | None) -> Path:
+    """The gallery named either way (``gallery list people`` or ``gallery list --gallery
+    people``, as every other command takes it); naming two different ones is refused."""
+    if argument is not None and option is not None and argument != option:
+        raise EcgbioError(f"two galleries named: {argument} and --gallery {option}; give one")
+    chosen = argument if argument is not None else option
+    if chosen is None:
+        raise EcgbioError("no gallery named: give its directory, or --gallery DIR")
+    return chosen
+
+
 MaxBeats = Annotated[
     int, typer.Option("--max-beats", help="Use only the first K usable beats of a record (0: all).")
 ]
@@ -127,7 +149,7 @@ def enroll(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Enrol a person from one or more records (quality-gated; all or nothing)."""
+    """Enroll a person from one or more records (quality-gated; all or nothing)."""
     from ecgbio.gallery import Gallery, GalleryError, QualityGate, embed_for_enrolment
     from ecgbio.gallery.gallery import check_person_id
 
@@ -217,8 +239,11 @@ def verify(
 
 # gallery ... ----------------------------------------------------------------------------------
 @handle_errors
-def gallery_list(gallery: GalleryArg, as_json: AsJson = False) -> None:
+def gallery_list(
+    gallery: GalleryArg = None, as_json: AsJson = False, gallery_option: GalleryAlso = None
+) -> None:
     """List the enrolled persons."""
+    gallery = _gallery_path(gallery, gallery_option)
     with _open(gallery) as opened:
         persons = opened.persons()
     data = {"gallery": str(gallery), "persons": [p.__dict__ for p in persons]}
@@ -231,13 +256,15 @@ def gallery_list(gallery: GalleryArg, as_json: AsJson = False) -> None:
 
 @handle_errors
 def gallery_info(
-    gallery: GalleryArg,
+    gallery: GalleryArg = None,
     check: Annotated[
         bool, typer.Option("--check", help="Also verify the whole file (SQLite quick_check).")
     ] = False,
     as_json: AsJson = False,
+    gallery_option: GalleryAlso = None,
 ) -> None:
     """What a gallery holds, its model, index and thresholds."""
+    gallery = _gallery_path(gallery, gallery_option)
     import json
 
     with _open(gallery) as opened:
@@ -263,11 +290,13 @@ def gallery_info(
 
 @handle_errors
 def gallery_remove(
-    gallery: GalleryArg,
     person: Annotated[str, typer.Option("--id", help="The person to remove.")],
+    gallery: GalleryArg = None,
     as_json: AsJson = False,
+    gallery_option: GalleryAlso = None,
 ) -> None:
     """Remove a person and all their templates (overwritten on disk, not just unlinked)."""
+    gallery = _gallery_path(gallery, gallery_option)
     from ecgbio.gallery.gallery import check_person_id
 
     check_person_id(person, "--id")
@@ -280,7 +309,7 @@ def gallery_remove(
 
 @handle_errors
 def gallery_calibrate(
-    gallery: GalleryArg,
+    gallery: GalleryArg = None,
     max_eer: Annotated[
         float, typer.Option("--max-eer", help="Refuse when the scores overlap more than this EER.")
     ] = MAX_EER,
@@ -292,8 +321,10 @@ def gallery_calibrate(
         bool, typer.Option("--clear", help="Drop the gallery's thresholds (use the model's again).")
     ] = False,
     as_json: AsJson = False,
+    gallery_option: GalleryAlso = None,
 ) -> None:
     """Set thresholds from the enrolled persons themselves (used before the model's)."""
+    gallery = _gallery_path(gallery, gallery_option)
     with _open(gallery) as opened:
         if clear:
             opened.clear_calibration()
@@ -314,14 +345,16 @@ def gallery_calibrate(
 
 @handle_errors
 def gallery_configure(
-    gallery: GalleryArg,
+    gallery: GalleryArg = None,
     index: Annotated[str | None, typer.Option("--index", help="auto, flat, hnsw or ivf.")] = None,
     template_mode: Annotated[
         str | None, typer.Option("--template-mode", help="each or mean.")
     ] = None,
     as_json: AsJson = False,
+    gallery_option: GalleryAlso = None,
 ) -> None:
     """Change how the gallery searches; the stored templates are kept as they are."""
+    gallery = _gallery_path(gallery, gallery_option)
     with _open(gallery) as opened:
         data = opened.configure(index=index, template_mode=template_mode)
     emit({"gallery": str(gallery), **data}, as_json)

@@ -252,6 +252,12 @@ class ModelConfig:
             raise ConfigError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
 
 
+#: The default model's time augmentation (experiments/train_default.py): heart-rate stretch about
+#: the R-peak and R-peak jitter; ``ecgbio train`` uses them unless told otherwise.
+RECIPE_STRETCH = 0.08
+RECIPE_SHIFT_S = 0.02
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained; saved in every run directory.

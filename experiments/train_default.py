@@ -31,7 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, save_json
+from ecgbio.config import (
+    RECIPE_SHIFT_S,
+    RECIPE_STRETCH,
+    BeatConfig,
+    ModelConfig,
+    TrainConfig,
+    save_json,
+)
 from ecgbio.errors import EcgbioError
 from ecgbio.evaluate import CI_BOOT, check_compatible, evaluate_match, evaluate_pairs
 from ecgbio.io import save_arrays
@@ -156,8 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--mitdb", type=Path, default=SHARED_DATA / "mitdb", help="MIT-BIH root, or none"
     )
     parser.add_argument("--mitdb-beats", type=int, default=100)
-    parser.add_argument("--stretch", type=float, default=0.08)
-    parser.add_argument("--shift", type=float, default=0.02, help="seconds")
+    parser.add_argument("--stretch", type=float, default=RECIPE_STRETCH)
+    parser.add_argument("--shift", type=float, default=RECIPE_SHIFT_S, help="seconds")
     parser.add_argument("--smooth", type=float, default=0.0, help="recorder bandwidth jitter")
     parser.add_argument("--gain", type=float, default=0.2, help="amplitude jitter, +- share")
     parser.add_argument("--noise", type=float, default=0.02, help="added noise, beat SDs")
