@@ -155,7 +155,10 @@ def evaluate_pairs(
     rank = record_order(store)
     person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
     ps = pair_scores(
-        templates, np.array([person_of[r] for r in ids]), np.array([rank[r] for r in ids])
+        templates,
+        np.array([person_of[r] for r in ids]),
+        np.array([rank[r] for r in ids]),
+        np.asarray(ids),
     )
     return pair_figures(ps, ci_boot), ps
 
@@ -564,7 +567,10 @@ def _training_data_warnings(run: Any, store: BeatStore) -> list[str]:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to write an evaluation over a run directory, or over an evaluation unasked."""
+    """Refuse to write an evaluation over a run directory, over an evaluation unasked, or into a
+    path that is a file (before the evaluation runs, not after)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("is a file, not a directory: choose another --out", out)
     if (out / "config.json").exists():
         raise ConfigError("this is a run directory; write the evaluation elsewhere (--out)", out)
     if (out / "metrics.json").exists() and not overwrite:

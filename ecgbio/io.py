@@ -60,14 +60,22 @@ def private_dir(path: Path) -> Path:
     """Make directory ``path`` (and missing parents) if needed; the directory itself, when made
     here, is 0700 whatever the umask. An existing directory keeps its permissions (it is the
     caller's), and missing parents get the umask's (they only hold the directory's name)."""
+    from ecgbio.errors import ConfigError
+
     path = Path(path)
     if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir(mode=0o700)
-        except FileExistsError:  # made meanwhile by someone else: theirs
+        except FileExistsError:  # made meanwhile by someone else (theirs), or a file
             if not path.is_dir():
-                raise
+                raise ConfigError(
+                    "is a file, not a directory: choose another output", path
+                ) from None
+        except NotADirectoryError:
+            raise ConfigError("cannot create a directory here: a parent is a file", path) from None
+        except PermissionError:
+            raise ConfigError("cannot create a directory here: permission denied", path) from None
         else:
             os.chmod(path, 0o700)  # mkdir's mode passes through the umask: 0700 even with 0o077
     return path

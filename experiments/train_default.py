@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         echo=None if args.quiet else print,
         split=split,
     )
+    (run_dir / SHIPPED_PAIRS_FILE).unlink(missing_ok=True)  # an earlier run's, never compared
     if shipped_scores is not None:
         save_arrays(run_dir / SHIPPED_PAIRS_FILE, shipped_scores.arrays())
     versus = compare_with_shipped(run_dir)

@@ -278,3 +278,24 @@ def test_a_killed_writer_s_journal_is_gone_after_the_next_open(enrolled, spill):
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'junk%'").fetchone() == (0,)
+
+
+def test_a_live_foreign_writer_s_journal_is_kept(enrolled):
+    import sqlite3
+
+    from ecgbio.gallery.store import GalleryStore
+
+    _run_dir, gallery, _person = enrolled
+    db = gallery / "gallery.sqlite"
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO meta(key, value) VALUES ('live', 'x')")
+        journal = Path(str(db) + "-journal")
+        assert journal.is_file()
+        store = GalleryStore.open(gallery)  # an sqlite3 shell holds the write lock: hands off
+        store.conn.close()
+        assert journal.is_file()
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()

@@ -94,3 +94,36 @@ def test_paired_difference_sees_a_better_model_and_not_a_copy():
 def test_persons_with_one_record_give_no_figures():
     ps = pair_scores(unit([[1, 0], [0, 1]]), np.array(["a", "b"]), np.array([0, 0]))
     assert pair_figures(ps) == {} and isinstance(ps, PairScores)
+
+
+def test_unit_weights_reproduce_eer_with_ties_and_a_dropped_person_leaves_whole():
+    from ecgbio.metrics.pairs import _boot_figures, _persons_of
+
+    t, who, order = cohort(5, persons=12)
+    ps = pair_scores(np.round(t, 1), who, order)  # rounded templates: many tied scores
+    ps = PairScores(
+        **{**ps.arrays(), "genuine": np.round(ps.genuine, 1), "impostor": np.round(ps.impostor, 1)}
+    )
+    persons = _persons_of(ps)
+    ones = np.ones((1, len(persons)), np.int64)
+    rank1, eers = _boot_figures(ps, (persons, ones))
+    assert eers[0] == pytest.approx(eer(ps.genuine, ps.impostor).eer)
+    assert rank1[0] == pytest.approx(ps.hit.mean())
+    # leaving one person out equals recomputing without any comparison that involves them
+    gone = persons[0]
+    table = ones.copy()
+    table[0, 0] = 0
+    _, dropped = _boot_figures(ps, (persons, table))
+    keep_g = ps.genuine_person != gone
+    keep_i = (ps.impostor_person != gone) & (ps.impostor_other != gone)
+    assert dropped[0] == pytest.approx(eer(ps.genuine[keep_g], ps.impostor[keep_i]).eer)
+
+
+def test_paired_difference_refuses_other_records_and_no_resamples():
+    t, who, order = cohort(6, persons=8)
+    a = pair_scores(t, who, order, records=np.array([f"r{i}" for i in range(len(t))]))
+    b = pair_scores(t, who, order, records=np.array([f"x{i}" for i in range(len(t))]))
+    with pytest.raises(ConfigError, match="same trials"):
+        paired_difference(a, b)
+    with pytest.raises(ConfigError, match="n_boot"):
+        paired_difference(a, a, n_boot=0)

@@ -233,11 +233,24 @@ class GalleryStore:
         another process is writing keeps its journal.
         """
         journal = self.root / f"{DB_FILE}-journal"
-        if not journal.is_file():
+        if not journal.is_file() or self.conn.in_transaction:
             return
         with self.locked(blocking=False) as held:
-            if held and not self.conn.in_transaction and journal.is_file():
+            if not held:
+                return
+            # SQLite's own write lock too: a writer that is not ecgbio (an sqlite3 shell) ignores
+            # the file lock, and its live journal must stay
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            try:
                 journal.unlink(missing_ok=True)
+            finally:
+                self.conn.execute("ROLLBACK")
 
     # ------------------------------------------------------------------ open / create / close
 

@@ -9,12 +9,14 @@ of a person enrols once against every later one:
   earliest record of every other person; a hit when ``l`` scores higher with ``e`` than with any
   other person's record (ties are misses);
 - verification: genuine = every (earlier, later) pair of a person, impostor = every pair of records
-  of two different persons, owned by the later record's person.
+  of two different persons.
 
-Intervals resample persons (all comparisons of a drawn person, once per draw), because comparisons
-of one person are correlated; :func:`paired_difference` draws the same persons for two models, so
-the interval of their difference is narrower than either model's own and says whether one is
-better beyond the noise.
+Intervals resample persons, because comparisons of one person are correlated: a resample draws
+persons with replacement, a trial or a genuine score counts as often as its person was drawn, and
+an impostor score, which involves two persons, as often as both were (the product of their
+counts), so a person left out of a resample leaves with all their comparisons.
+:func:`paired_difference` draws the same persons for two models, so the interval of their
+difference is narrower than either model's own and says whether one is better beyond the noise.
 """
 
 from __future__ import annotations
@@ -25,23 +27,26 @@ from pathlib import Path
 import numpy as np
 
 from ecgbio.errors import ConfigError
-from ecgbio.metrics.verification import eer
+from ecgbio.metrics.verification import _eer_crossing, eer
 
 
 @dataclass(frozen=True)
 class PairScores:
     """The raw material of pair figures, as plain arrays (saved with ``np.savez``).
 
-    ``hit`` / ``hit_person``: one entry per identification trial; ``genuine`` / ``impostor`` with
-    the owning person of each score.
+    ``hit`` / ``hit_person`` / ``hit_record``: one entry per identification trial (the probe's
+    person and record); ``genuine`` with its person; ``impostor`` with the persons of its two
+    records (``impostor_person`` the later one's, ``impostor_other`` the other's).
     """
 
     hit: np.ndarray
     hit_person: np.ndarray
+    hit_record: np.ndarray
     genuine: np.ndarray
     genuine_person: np.ndarray
     impostor: np.ndarray
     impostor_person: np.ndarray
+    impostor_other: np.ndarray
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -53,19 +58,26 @@ def load_pair_scores(path: str | Path) -> PairScores:
         with np.load(path, allow_pickle=False) as data:
             return PairScores(**{k: data[k] for k in PairScores.__dataclass_fields__})
     except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"not a pair-scores file ({exc})", path) from exc
+        raise ConfigError(f"not a pair-scores file of this ecgbio ({exc})", path) from exc
 
 
-def pair_scores(templates: np.ndarray, persons: np.ndarray, order: np.ndarray) -> PairScores:
-    """Trials and comparisons from record templates (unit rows), their persons and their time
-    order (any sortable key: a record's rank among its person's records)."""
+def pair_scores(
+    templates: np.ndarray,
+    persons: np.ndarray,
+    order: np.ndarray,
+    records: np.ndarray | None = None,
+) -> PairScores:
+    """Trials and comparisons from record templates (unit rows), their persons, their time order
+    (any sortable key: a record's rank among its person's records) and their ids (default: the
+    position)."""
     templates = np.asarray(templates, np.float32)
     persons = np.asarray(persons).astype(str)
     order = np.asarray(order)
-    if not len(templates) == len(persons) == len(order):
-        raise ConfigError("templates, persons and order must have one entry per record")
+    records = np.arange(len(persons)).astype(str) if records is None else np.asarray(records)
+    if not len(templates) == len(persons) == len(order) == len(records):
+        raise ConfigError("templates, persons, order and records must have one entry per record")
     sort = np.lexsort((order, persons))
-    templates, persons = templates[sort], persons[sort]
+    templates, persons, records = templates[sort], persons[sort], records[sort].astype(str)
     scores = templates @ templates.T
     same = persons[:, None] == persons[None, :]
     later = np.triu(np.ones_like(same), k=1)  # (i, j): i before j in (person, order)
@@ -77,10 +89,12 @@ def pair_scores(templates: np.ndarray, persons: np.ndarray, order: np.ndarray) -
     return PairScores(
         hit=hit,
         hit_person=persons[l_idx],
+        hit_record=records[l_idx],
         genuine=scores[l_idx, e_idx].astype(np.float64),
         genuine_person=persons[l_idx],
         impostor=scores[imp_i, imp_j].astype(np.float64),
         impostor_person=persons[imp_j],
+        impostor_other=persons[imp_i],
     )
 
 
@@ -113,12 +127,16 @@ def paired_difference(
     one person resampling shared by both (so what the two have in common cancels), and the same
     for rank-1 minus EER (``score_diff``), the figure training selects epochs on."""
     if not (
-        np.array_equal(a.hit_person, b.hit_person)
+        np.array_equal(a.hit_record, b.hit_record)
+        and np.array_equal(a.hit_person, b.hit_person)
         and np.array_equal(a.impostor_person, b.impostor_person)
+        and np.array_equal(a.impostor_other, b.impostor_other)
     ):
         raise ConfigError("paired_difference needs the same trials (same persons and records)")
     if not (a.genuine.size and a.impostor.size):
         raise ConfigError("paired_difference needs genuine and impostor comparisons")
+    if n_boot < 1:
+        raise ConfigError(f"paired_difference needs n_boot >= 1, got {n_boot}")
     weights = _person_weights(_persons_of(a), n_boot, seed)
     r_a, e_a = _boot_figures(a, weights)
     r_b, e_b = _boot_figures(b, weights)
@@ -137,62 +155,67 @@ def paired_difference(
 
 
 def _persons_of(ps: PairScores) -> np.ndarray:
-    return np.unique(np.concatenate([ps.hit_person, ps.genuine_person, ps.impostor_person]))
+    return np.unique(
+        np.concatenate([ps.hit_person, ps.genuine_person, ps.impostor_person, ps.impostor_other])
+    )
 
 
 def _person_weights(persons: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(persons, table): how often each person is drawn in each resample, (n_boot, persons)."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(persons), size=(n_boot, len(persons)))
-    table = np.stack([np.bincount(d, minlength=len(persons)) for d in draws]).astype(np.float64)
+    table = np.stack([np.bincount(d, minlength=len(persons)) for d in draws]).astype(np.int64)
     return persons, table
 
 
+#: Resample-by-comparison cells handled at once by the bootstrap (bounded memory at any scale).
+_CELLS = 4_000_000
+
+
 def _boot_figures(
-    ps: PairScores, weights: tuple[np.ndarray, np.ndarray], chunk: int = 64
+    ps: PairScores, weights: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rank-1 and EER of every resample (rows of the weight table), ``chunk`` rows at a time so
-    that memory stays bounded (resamples x comparisons)."""
+    """Rank-1 and EER of every resample (rows of the weight table), a few rows at a time.
+
+    The EER of a resample follows :func:`~ecgbio.metrics.verification.eer` exactly: operating
+    points at each distinct score (ties grouped), counts weighted by the resample, the same
+    crossing (``_eer_crossing``), so unit weights give ``eer()``'s value.
+    """
     persons, table = weights
-    hit_c, gen_c, imp_c = (
-        np.searchsorted(persons, owner)
-        for owner in (ps.hit_person, ps.genuine_person, ps.impostor_person)
-    )
+    code = {name: np.searchsorted(persons, getattr(ps, name)) for name in (
+        "hit_person", "genuine_person", "impostor_person", "impostor_other")}  # fmt: skip
     scores = np.concatenate([ps.genuine, ps.impostor])
     order = np.argsort(-scores, kind="stable")
     is_gen = order < ps.genuine.size
-    owner = np.concatenate([gen_c, imp_c])[order]
+    ends = np.flatnonzero(np.r_[scores[order][1:] != scores[order][:-1], True])
     rank1 = np.full(len(table), np.nan)
     eers = np.full(len(table), np.nan)
+    chunk = max(1, _CELLS // max(1, scores.size))
     for start in range(0, len(table), chunk):
         t = table[start : start + chunk]
-        w_hit = t[:, hit_c]
+        w_hit = t[:, code["hit_person"]]
         total = w_hit.sum(axis=1)
         rank1[start : start + chunk] = np.where(
-            total > 0, (w_hit * ps.hit).sum(axis=1) / np.maximum(total, 1e-12), np.nan
+            total > 0, (w_hit * ps.hit).sum(axis=1) / np.maximum(total, 1), np.nan
         )
-        eers[start : start + chunk] = _weighted_eers(t[:, owner], is_gen)
+        w = np.concatenate(
+            [
+                t[:, code["genuine_person"]],
+                t[:, code["impostor_person"]] * t[:, code["impostor_other"]],
+            ],
+            axis=1,
+        )[:, order]
+        pos = np.cumsum(np.where(is_gen, w, 0), axis=1)[:, ends]
+        neg = np.cumsum(np.where(is_gen, 0, w), axis=1)[:, ends]
+        n_pos, n_neg = pos[:, -1], neg[:, -1]
+        ok = (n_pos > 0) & (n_neg > 0)
+        if ok.any():
+            rate, _, _ = _eer_crossing(pos[ok], neg[ok], n_pos[ok], n_neg[ok])
+            block = np.full(len(t), np.nan)
+            block[ok] = rate
+            eers[start : start + chunk] = block
+        del w, pos, neg
     return rank1, eers
-
-
-def _weighted_eers(w: np.ndarray, is_gen: np.ndarray) -> np.ndarray:
-    """EER of each row of weights ``w`` over comparisons sorted by decreasing score: FAR and FRR
-    at every threshold, interpolated linearly where FAR - FRR changes sign (as
-    :func:`~ecgbio.metrics.verification.eer`)."""
-    wg, wi = np.where(is_gen, w, 0.0), np.where(is_gen, 0.0, w)
-    g_total, i_total = wg.sum(axis=1, keepdims=True), wi.sum(axis=1, keepdims=True)
-    ok = (g_total[:, 0] > 0) & (i_total[:, 0] > 0)
-    far = np.cumsum(wi, axis=1) / np.maximum(i_total, 1e-12)
-    frr = 1 - np.cumsum(wg, axis=1) / np.maximum(g_total, 1e-12)
-    far = np.concatenate([np.zeros((len(w), 1)), far], axis=1)
-    frr = np.concatenate([np.ones((len(w), 1)), frr], axis=1)
-    diff = far - frr  # non-decreasing along the thresholds
-    k = np.maximum(np.argmax(diff >= 0, axis=1), 1)
-    rows = np.arange(len(w))
-    d0, d1 = diff[rows, k - 1], diff[rows, k]
-    lam = np.where(d1 > d0, -d0 / np.where(d1 > d0, d1 - d0, 1.0), 0.0)
-    value = far[rows, k - 1] + lam * (far[rows, k] - far[rows, k - 1])
-    return np.where(ok, value, np.nan)
 
 
 def _interval(values: np.ndarray, alpha: float = 0.05) -> list[float]:

@@ -121,7 +121,7 @@ def train(
     out = Path(out)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
-    if train_config.bf16 and not _native_bf16():
+    if train_config.bf16 and train_config.device == "cpu" and not _native_bf16():
         say(
             "warning: this CPU has no native bfloat16; bf16 autocast is much slower here "
             "(benchmarks/train_throughput.py)"
@@ -285,8 +285,9 @@ def train(
 
 def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
     """``TrainConfig.device`` -> a torch device; asking for a GPU that is not there is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":  # several processes train on the CPU (DDP on GPUs is not supported)
+        many = ctx is not None and ctx.enabled
+        name = "cuda" if torch.cuda.is_available() and not many else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name}: this torch build sees no CUDA GPU")
@@ -503,8 +504,8 @@ def _check_run_dir(
     """Refuse to clobber a run or to resume with other options (read-only: runs on every rank)."""
     if resume:
         config = read_run_config(out)
-        if config.get("model") != to_dict(model_config) or _recipe(
-            config.get("train") or {}
+        if _as_current(ModelConfig, config.get("model")) != to_dict(model_config) or _recipe(
+            _as_current(TrainConfig, config.get("train"))
         ) != _recipe(to_dict(train_config)):
             raise RunError(
                 "--resume needs the same model and training options as the "
@@ -521,6 +522,15 @@ def _check_run_dir(
         )
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
         raise RunError("directory is not empty and is not an ecgbio run; choose another --out", out)
+
+
+def _as_current(cls: type, saved: Any) -> dict[str, Any]:
+    """A saved config section with the fields added since filled in by their defaults (a run
+    interrupted before an upgrade resumes after it); ``{}`` when it does not parse."""
+    try:
+        return to_dict(from_dict(cls, saved or {}))
+    except (ConfigError, TypeError):
+        return {}
 
 
 def _recipe(train: dict[str, Any]) -> dict[str, Any]:
