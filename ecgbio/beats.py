@@ -15,7 +15,13 @@ import numpy as np
 
 from ecgbio.config import BeatConfig
 from ecgbio.errors import BeatError, ConfigError, LeadError, RecordError
-from ecgbio.records import AMPLITUDE_MV, Recording, normalize_lead_name, read_record
+from ecgbio.records import (
+    AMPLITUDE_MV,
+    Recording,
+    normalize_lead_name,
+    read_record,
+    record_file,
+)
 
 #: R-peak detectors offered, each measured on all 48 MIT-BIH records by
 #: ``experiments/rpeaks_mitdb.py`` (README): ecgbio's own Pan-Tompkins (:mod:`ecgbio.peaks`) and
@@ -238,7 +244,7 @@ def extract_beats(recording: Recording, config: BeatConfig = BeatConfig()) -> Be
             f"recording is at {recording.fs:g} Hz but the config expects {config.rate} Hz"
         )
     fs = recording.fs
-    hea = str(recording.path) + ".hea"
+    hea = record_file(recording.path)
     if not np.isfinite(recording.signal).all():
         raise RecordError("signal holds NaN or infinite values", hea)
     cleaned = clean(recording.signal, fs, config.clean_method)
@@ -320,16 +326,20 @@ def check_amplitude(waves: np.ndarray, recording: Recording, header: str) -> Non
 
 
 def beats_from_file(
-    path, config: BeatConfig = BeatConfig(), max_duration_s: float | None = None
+    path,
+    config: BeatConfig = BeatConfig(),
+    max_duration_s: float | None = None,
+    fs: float | None = None,
 ) -> Beats:
     """Read ``path`` with ``config``'s leads and rate (at most its first ``max_duration_s``
-    seconds), then :func:`extract_beats`."""
+    seconds; ``fs``: the rate of a CSV without a time column), then :func:`extract_beats`."""
     rec = read_record(
         path,
         leads=config.leads,
         rate=config.rate,
         min_duration_s=config.min_duration_s,
         max_duration_s=max_duration_s,
+        fs=fs,
     )
     return extract_beats(rec, config)
 
@@ -343,6 +353,6 @@ def _detection_lead(recording: Recording, config: BeatConfig) -> int:
         raise LeadError(
             f"detection lead {config.detect_lead!r} is not among the kept leads "
             f"({', '.join(recording.leads)})",
-            str(recording.path) + ".hea",
+            record_file(recording.path),
         )
     return names.index(key)

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from ecgbio.cli_common import DEBUG_ENV, AsJson, emit, handle_errors
 from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
-from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, MaxMinutes
+from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, CsvRate, MaxMinutes
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
@@ -187,7 +187,10 @@ def prepare_ptbxl(
 @prepare_app.command("wfdb")
 @handle_errors
 def prepare_wfdb(
-    root: Annotated[Path, typer.Option("--root", help="Folder searched for WFDB records.")],
+    root: Annotated[
+        Path,
+        typer.Option("--root", help="Folder searched for records (WFDB, .edf, .bdf, .csv)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Beat store directory to create.")],
     persons: Annotated[
         Path | None,
@@ -209,12 +212,14 @@ def prepare_wfdb(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
+    fs: CsvRate = None,
 ) -> None:
-    """Prepare any folder of WFDB records (e.g. ECG-ID: Person_01/rec_1.hea ...)."""
+    """Prepare any folder of records (e.g. ECG-ID: Person_01/rec_1.hea ...; EDF, BDF and CSV
+    files too)."""
     from ecgbio.sources.folder import folder_records
 
     config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
-    specs = folder_records(root, persons)
+    specs = folder_records(root, persons, fs=fs)
     _prepare(
         specs,
         out,
@@ -227,6 +232,7 @@ def prepare_wfdb(
             "kind": "wfdb",
             "root": str(root.resolve()),
             "persons_csv": str(persons) if persons else None,
+            "csv_fs": fs,
         },
     )
 
@@ -595,7 +601,10 @@ def _fmt(key: str, value: Any) -> str:
 @app.command("beats")
 @handle_errors
 def beats_cmd(
-    record: Annotated[Path, typer.Argument(help="WFDB record (.hea or without extension).")],
+    record: Annotated[
+        Path,
+        typer.Argument(help="Record: WFDB (.hea or without extension), .edf, .bdf or .csv."),
+    ],
     leads: Leads = "I",
     rate: Rate = _DEFAULT.rate,
     before: Before = _DEFAULT.before_s,
@@ -604,6 +613,7 @@ def beats_cmd(
     peak_method: PeakMethod = _DEFAULT.peak_method,
     min_quality: MinQuality = _DEFAULT.min_quality,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    fs: CsvRate = None,
     as_json: AsJson = False,
 ) -> None:
     """Read one record and show the beats ecgbio would use from it."""
@@ -619,6 +629,7 @@ def beats_cmd(
         rate=config.rate,
         min_duration_s=config.min_duration_s,
         max_duration_s=60.0 * max_minutes or None,
+        fs=fs,
     )
     beats = extract_beats(rec, config)
     data = {

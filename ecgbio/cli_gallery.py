@@ -73,6 +73,15 @@ MaxMinutes = Annotated[
 #: ``--max-minutes``' default: :data:`ecgbio.embed.READ_LIMIT_S` (kept literal: importing
 #: ecgbio.embed would load torch before a command needs it).
 DEFAULT_MAX_MINUTES = 10.0
+CsvRate = Annotated[
+    float | None,
+    typer.Option(
+        "--fs",
+        help="Sampling rate (Hz) of CSV records without a time column (EDF, WFDB and CSV "
+        "with a time column give their own).",
+        show_default=False,
+    ),
+]
 Far = Annotated[
     str,
     typer.Option(
@@ -88,7 +97,10 @@ Threshold = Annotated[
 
 
 def _open(
-    gallery: Path, model: str | None = None, max_minutes: float = DEFAULT_MAX_MINUTES
+    gallery: Path,
+    model: str | None = None,
+    max_minutes: float = DEFAULT_MAX_MINUTES,
+    fs: float | None = None,
 ) -> Gallery:
     """Open (and so validate) the gallery first, then load the model and check it matches."""
     from ecgbio.gallery import Gallery
@@ -96,30 +108,34 @@ def _open(
     opened = Gallery.open(gallery)
     if model is not None:
         try:
-            opened.attach(_embedder(model, max_minutes))
+            opened.attach(_embedder(model, max_minutes, fs))
         except BaseException:
             opened.close()
             raise
     return opened
 
 
-def _embedder(model: str, max_minutes: float = DEFAULT_MAX_MINUTES) -> Any:
+def _embedder(model: str, max_minutes: float = DEFAULT_MAX_MINUTES, fs: float | None = None) -> Any:
     from ecgbio.embed import Embedder
 
     if not 0 <= max_minutes < float("inf"):
         raise EcgbioError(f"--max-minutes must be >= 0 (0: whole records), got {max_minutes:g}")
-    return Embedder(model, read_limit_s=60.0 * max_minutes)
+    return Embedder(model, read_limit_s=60.0 * max_minutes, fs=fs)
 
 
 # enroll ---------------------------------------------------------------------------------------
 @handle_errors
 def enroll(
-    records: Annotated[list[Path], typer.Argument(help="WFDB records of this person (.hea).")],
+    records: Annotated[
+        list[Path],
+        typer.Argument(help="Records of this person (WFDB .hea, .edf, .bdf or .csv)."),
+    ],
     gallery: GalleryOpt,
     person: Annotated[str, typer.Option("--id", help="The person's id in the gallery.")],
     model: ModelDir = DEFAULT_MODEL,
     max_beats: MaxBeats = 0,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    fs: CsvRate = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace the templates of an enrolled id.")
     ] = False,
@@ -172,7 +188,7 @@ def enroll(
                     )
             if mode == "new":
                 existing.refuse_existing(person)  # before the slow part
-    embedder = _embedder(model, max_minutes)
+    embedder = _embedder(model, max_minutes, fs)
     # refusals happen here, before a new gallery is created
     embeddings = embed_for_enrolment(embedder, person, records, max_beats, gate)
     opened, created = Gallery.open_or_create(
@@ -187,7 +203,9 @@ def enroll(
 # identify / verify ----------------------------------------------------------------------------
 @handle_errors
 def identify(
-    record: Annotated[Path, typer.Argument(help="WFDB record to identify (.hea).")],
+    record: Annotated[
+        Path, typer.Argument(help="Record to identify (WFDB .hea, .edf, .bdf or .csv).")
+    ],
     gallery: GalleryOpt,
     model: ModelDir = DEFAULT_MODEL,
     top_k: Annotated[int, typer.Option("--top-k", help="Candidates to list.")] = 5,
@@ -199,13 +217,14 @@ def identify(
     ] = DEFAULT_MARGIN,
     max_beats: MaxBeats = 0,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    fs: CsvRate = None,
     as_json: AsJson = False,
 ) -> None:
     """Who is this? Ranked candidates; 'unknown' unless the best passes the threshold and margin.
 
     Exit code 0 when someone is recognised, 1 when unknown, 2 on error.
     """
-    with _open(gallery, model, max_minutes) as opened:
+    with _open(gallery, model, max_minutes, fs) as opened:
         result = opened.identify(
             record, top_k=top_k, far=far, threshold=threshold, margin=margin, max_beats=max_beats
         )
@@ -216,7 +235,9 @@ def identify(
 
 @handle_errors
 def verify(
-    record: Annotated[Path, typer.Argument(help="WFDB record of the claimant (.hea).")],
+    record: Annotated[
+        Path, typer.Argument(help="Record of the claimant (WFDB .hea, .edf, .bdf or .csv).")
+    ],
     gallery: GalleryOpt,
     claim: Annotated[str, typer.Option("--claim", help="The id the claimant says they are.")],
     model: ModelDir = DEFAULT_MODEL,
@@ -224,13 +245,14 @@ def verify(
     threshold: Threshold = None,
     max_beats: MaxBeats = 0,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    fs: CsvRate = None,
     as_json: AsJson = False,
 ) -> None:
     """Is this the claimed person? Exit code 0 accept, 1 reject, 2 error."""
     from ecgbio.gallery.gallery import check_person_id
 
     check_person_id(claim, "--claim")
-    with _open(gallery, model, max_minutes) as opened:
+    with _open(gallery, model, max_minutes, fs) as opened:
         result = opened.verify(claim, record, far=far, threshold=threshold, max_beats=max_beats)
     emit(result.to_dict(), as_json, result.lines())
     if not result.accepted:

@@ -113,7 +113,11 @@ class Embedder:
     """
 
     def __init__(
-        self, run_dir: str | Path, threads: int = 0, read_limit_s: float = READ_LIMIT_S
+        self,
+        run_dir: str | Path,
+        threads: int = 0,
+        read_limit_s: float = READ_LIMIT_S,
+        fs: float | None = None,
     ) -> None:
         from ecgbio.gallery.thresholds import MODEL_THRESHOLDS_FILE, read_table
         from ecgbio.runs import load_run
@@ -134,6 +138,8 @@ class Embedder:
                 f"the read limit must be >= 0 seconds (0: whole records), got {read_limit_s}"
             )
         self.read_limit_s = float(read_limit_s)
+        #: sampling rate (Hz) of CSV records without a time column (``--fs``); None: none given
+        self.fs = fs
 
     def embed_waves(self, waves: np.ndarray) -> np.ndarray:
         """(n, leads, samples) beats -> (n, d) unit vectors."""
@@ -145,7 +151,7 @@ class Embedder:
         enrolment or a probe its first minutes, not 13 GB of memory)."""
         from ecgbio.beats import beats_from_file
 
-        beats = beats_from_file(path, self.beat_config, self.read_limit_s or None)
+        beats = beats_from_file(path, self.beat_config, self.read_limit_s or None, self.fs)
         waves = beats.waves[:max_beats] if max_beats else beats.waves
         emb = self.embed_waves(waves)
         _, template = record_templates(emb, np.zeros(len(emb), dtype=np.int64))

@@ -138,6 +138,7 @@ def prepare_record(seq: int, spec: RecordSpec, config: BeatConfig) -> RecordResu
             rate=config.rate,
             min_duration_s=config.min_duration_s,
             max_duration_s=PREPARE_READ_LIMIT_S,
+            fs=spec.fs,
         )
         valid = rec.signal[:, rec.valid]
         max_abs = float(np.abs(valid).max())

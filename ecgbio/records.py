@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from fractions import Fraction
@@ -90,7 +91,7 @@ class Recording:
     """A record in memory.
 
     Attributes:
-        path: record path without extension.
+        path: record path without extension (an EDF, BDF or CSV file: the file itself).
         signal: float32 array (leads, samples) in millivolts.
         fs: sampling rate in Hz.
         leads: lead names as in the header, one per row of ``signal``.
@@ -128,6 +129,24 @@ def record_path(path: str | Path) -> Path:
     """Accept ``rec``, ``rec.hea`` or ``rec.dat`` and return the record path without extension."""
     p = Path(path)
     return p.with_suffix("") if p.suffix.lower() in {".hea", ".dat", ".mat", ".atr"} else p
+
+
+#: Files read by :mod:`ecgbio.formats` (by suffix, any case); every other path is WFDB.
+OTHER_FORMATS = {".edf": "edf", ".bdf": "bdf", ".csv": "csv"}
+
+
+def record_file_format(path: str | Path) -> str:
+    """``"edf"``, ``"bdf"``, ``"csv"`` by the file's suffix, else ``"wfdb"``."""
+    return OTHER_FORMATS.get(Path(path).suffix.lower(), "wfdb")
+
+
+def record_file(path: str | Path) -> str:
+    """The file that messages about a record name: an EDF, BDF or CSV file itself, or a WFDB
+    record's ``.hea``."""
+    text = os.fspath(path)
+    if record_file_format(text) != "wfdb" or text.endswith(".hea"):
+        return text
+    return text + ".hea"
 
 
 #: Bytes a sample takes on disk in each WFDB storage format (formats not listed are not checked).
@@ -214,25 +233,44 @@ def read_record(
     rate: float | None = None,
     min_duration_s: float = 2.0,
     max_duration_s: float | None = None,
+    fs: float | None = None,
 ) -> Recording:
-    """Read a WFDB record (single or multi-segment), keep ``leads``, resample to ``rate``.
+    """Read a record, keep ``leads``, resample to ``rate``: a WFDB record (single or
+    multi-segment), or by its suffix an EDF/EDF+/BDF file (``.edf``, ``.bdf``) or a CSV table
+    (``.csv``; see :mod:`ecgbio.formats`). Every format then goes through the same checks.
 
     Args:
-        path: record path, with or without ``.hea``.
+        path: record path, with or without ``.hea``; or an ``.edf``, ``.bdf`` or ``.csv`` file.
         leads: lead names (``("I",)``, ``"I,II"``) or ``"all"``.
         rate: target sampling rate in Hz; ``None`` keeps the record's own.
         min_duration_s: refuse records shorter than this (after cropping defects).
         max_duration_s: read at most the first this many seconds (``None``: all). Only those
             samples are read from disk, so a 24-hour Holter record costs what its first minutes
             cost; the recording's notes say what was left unread.
+        fs: sampling rate in Hz of a CSV table without a time column (ignored otherwise).
 
     Raises:
         RecordError: with a one-line message naming the file and the problem.
     """
-    import wfdb  # local: keeps `import ecgbio` light
-
     if isinstance(leads, str):
         leads = tuple(s.strip() for s in leads.split(",") if s.strip())
+    if record_file_format(path) != "wfdb":
+        from ecgbio.formats import read_raw
+
+        raw = read_raw(path, leads, max_duration_s, fs)
+        check_magnitude(raw.signal, raw.leads, raw.scales, raw.path)
+        recording = Recording(
+            path=raw.path,
+            signal=raw.signal,
+            fs=raw.fs,
+            leads=raw.leads,
+            session=raw.session,
+            comments=raw.comments,
+            notes=raw.notes,
+        )
+        return _checked(recording, raw.path, raw.scales, lambda: raw.limits, rate, min_duration_s)
+    import wfdb  # local: keeps `import ecgbio` light
+
     rec_path = record_path(path)
     header = Path(str(rec_path) + ".hea")
     text = read_header_text(header, given=Path(path))
@@ -309,18 +347,33 @@ def read_record(
         comments=tuple(head.comments or ()),
         notes=(rate_note,) if rate_note else (),
     )
+
+    def limits() -> list[tuple[float, ...] | None]:
+        if wanted is None:
+            return [None] * len(kept)
+        return [_converter_limits(head, i, f) for i, f in zip(wanted, factors, strict=True)]
+
+    return _checked(recording, header, scales, limits, rate, min_duration_s)
+
+
+def _checked(
+    recording: Recording,
+    header: Path,
+    scales: list[str],
+    limits: Callable[[], list[tuple[float, ...] | None]],
+    rate: float | None,
+    min_duration_s: float,
+) -> Recording:
+    """What every format goes through once read: defects repaired (or refused), the length
+    checked, rails found at the native rate (``limits``: per lead, the converter's limits in
+    mV), then resampling to ``rate`` and float32."""
     recording = repair_defects(recording, header, scales)
     if recording.duration_s < min_duration_s:
         raise RecordError(
             f"record is {recording.duration_s:.2f} s long after cropping; need >= {min_duration_s:g} s",
             header,
         )
-    limits = (
-        [None] * len(kept)
-        if wanted is None
-        else [_converter_limits(head, idx, f) for idx, f in zip(wanted, factors, strict=True)]
-    )
-    recording = find_rails(recording, limits)
+    recording = find_rails(recording, limits())
     if rate is not None and abs(rate - recording.fs) > 1e-9:
         recording = resample(recording, float(rate))
     recording.signal = recording.signal.astype(np.float32)

@@ -21,7 +21,8 @@ class RecordSpec:
     """One record to prepare.
 
     Attributes:
-        path: WFDB record path, without extension (``.../00001_hr``); ``.hea`` is accepted too.
+        path: WFDB record path, without extension (``.../00001_hr``); ``.hea`` is accepted too;
+            or an ``.edf``, ``.bdf`` or ``.csv`` file.
         person: identity label (string, stable across records of the same person).
         record: record id, unique within the dataset (e.g. PTB-XL ``ecg_id`` or ``Person_01/rec_1``).
         session: session label, ideally the recording date ``YYYY-MM-DD``; empty when unknown.
@@ -31,6 +32,7 @@ class RecordSpec:
         leads: lead names to read for this record instead of the store's (a database without the
             store's lead lends its nearest one: MIT-BIH has no lead I, so ``MLII`` stands in). The
             beats are stored under the store's lead names; the records table keeps what was read.
+        fs: sampling rate (Hz) of a CSV record without a time column; None otherwise.
     """
 
     path: Path
@@ -40,6 +42,7 @@ class RecordSpec:
     order: int = 0
     extra: dict[str, str] = field(default_factory=dict)
     leads: tuple[str, ...] = ()
+    fs: float | None = None
 
     def __hash__(self) -> int:  # extra is a dict; identity is the record id
         return hash(self.record)

@@ -1,8 +1,15 @@
-"""Any folder of WFDB records as a source: person from the folder layout or from a CSV.
+"""Any folder of records as a source: person from the folder layout or from a CSV.
 
 ECG-ID's layout (``Person_01/rec_1.hea`` ...) works as it is: the folder holding a record names its
 person. Flat folders (MIT-BIH: ``100.hea``, ``101.hea`` ...) make every record its own person unless a
 CSV maps records to persons (MIT-BIH 201 and 202, for instance, are one person).
+
+A folder may mix formats: WFDB records (``.hea``) and EDF, BDF and CSV files
+(:mod:`ecgbio.formats`) are all records. Such a file's record id keeps its suffix
+(``Person_01/rec_1.edf``) so that it never collides with a WFDB record of the same name; a persons
+CSV may name it with or without the suffix. A CSV is a record only when it looks like a signal
+table (a header row, then numbers): metadata tables (a persons CSV, PTB-XL's
+``ptbxl_database.csv``, CinC's ``REFERENCE.csv``) in the folder are not records.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecgbio.errors import EcgbioError
-from ecgbio.records import session_date
+from ecgbio.records import OTHER_FORMATS, record_file_format, session_date
 from ecgbio.sources import RecordSpec
 
 
@@ -27,43 +34,57 @@ def find_records(root: Path) -> list[Path]:
     return [h.with_suffix("") for h in headers if h not in segments]
 
 
-def folder_records(root: str | Path, persons_csv: str | Path | None = None) -> list[RecordSpec]:
+def find_all_records(root: Path) -> list[Path]:
+    """:func:`find_records`' WFDB records, then the EDF, BDF and signal-table CSV files under
+    ``root`` (with their suffix)."""
+    from ecgbio.formats import is_signal_csv
+
+    others = [
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in OTHER_FORMATS
+        and p.is_file()
+        and (record_file_format(p) != "csv" or is_signal_csv(p))
+    ]
+    return find_records(root) + sorted(others)
+
+
+def folder_records(
+    root: str | Path, persons_csv: str | Path | None = None, fs: float | None = None
+) -> list[RecordSpec]:
     """One :class:`RecordSpec` per record under ``root``.
 
     Args:
-        root: folder searched recursively for ``.hea`` files.
+        root: folder searched recursively for ``.hea``, ``.edf``, ``.bdf`` and ``.csv`` files.
         persons_csv: optional CSV with columns ``record`` (path relative to ``root``, no extension)
             and ``person``, and optionally ``session``; records it does not list are skipped.
+        fs: sampling rate (Hz) of the CSV records without a time column (without it, such a
+            record is refused when prepared, with the reason).
 
     The session is the recording date from the header (``base_date`` or a ``# ... date: ...``
     comment), else the CSV's ``session``, else empty; ``order`` ranks a person's records by session
     and then by natural name order (``rec_2`` before ``rec_10``).
     """
-    import wfdb
-
     root = Path(root)
     if not root.is_dir():
         raise EcgbioError("records folder not found", root)
-    paths = find_records(root)
+    paths = find_all_records(root)
     if not paths:
-        raise EcgbioError("no WFDB records (.hea files) found", root)
+        raise EcgbioError("no WFDB records (.hea files) nor EDF, BDF or CSV files found", root)
     mapping = _read_persons_csv(Path(persons_csv)) if persons_csv else None
     rows = []
     for path in paths:
         rel = path.relative_to(root).as_posix()
+        kind = record_file_format(path)
         if mapping is not None:
-            if rel not in mapping.index:
+            key = rel if rel in mapping.index or kind == "wfdb" else rel[: -len(path.suffix)]
+            if key not in mapping.index:
                 continue
-            person, session = str(mapping.at[rel, "person"]), str(mapping.at[rel, "session"])
+            person, session = str(mapping.at[key, "person"]), str(mapping.at[key, "session"])
         else:
             parent = path.parent.relative_to(root).as_posix()
             person, session = (rel if parent == "." else parent), ""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                session = session_date(wfdb.rdheader(str(path))) or session
-        except Exception:  # an unreadable header is reported by `prepare`, with its reason
-            pass
+        session = _file_session(path, kind) or session
         rows.append({"path": path, "person": person, "record": rel, "session": session})
     if not rows:
         raise EcgbioError("the persons CSV matches none of the records found", persons_csv)
@@ -74,10 +95,36 @@ def folder_records(root: str | Path, persons_csv: str | Path | None = None) -> l
     table = table.sort_values("natural", kind="stable")
     return [
         RecordSpec(
-            path=r.path, person=r.person, record=r.record, session=r.session, order=int(r.order)
+            path=r.path,
+            person=r.person,
+            record=r.record,
+            session=r.session,
+            order=int(r.order),
+            fs=fs if record_file_format(r.path) == "csv" else None,
         )
         for r in table.itertuples()
     ]
+
+
+def _file_session(path: Path, kind: str) -> str:
+    """The recording date a record's file gives (``""`` when none or unreadable: an unreadable
+    record is reported by `prepare`, with its reason)."""
+    if kind in ("edf", "bdf"):
+        from ecgbio.formats import edf_session
+
+        return edf_session(path)
+    if kind == "csv":
+        from ecgbio.formats import csv_session
+
+        return csv_session(path)
+    import wfdb
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return session_date(wfdb.rdheader(str(path)))
+    except Exception:
+        return ""
 
 
 def _read_persons_csv(path: Path) -> pd.DataFrame:
