@@ -75,11 +75,16 @@ def main(argv: list[str] | None = None) -> dict:
     run = load_run(args.model)
     from experiments.train_default import training_records
 
-    args.cinc = "none"
+    args.cinc, args.rate = (
+        "none",
+        run.beat.rate,
+    )  # the model's own beats, as train_default cuts them
+    window = (run.beat.before_s, run.beat.after_s)
+    tag = "" if window == (BeatConfig.before_s, BeatConfig.after_s) else "-{}-{}s".format(*window)
     store: BeatStore = cached_store(
         lambda: training_records(args, len(run.beat.leads)),
-        args.work / f"default-store-{args.rate}hz-{'-'.join(run.beat.leads)}",
-        BeatConfig(leads=run.beat.leads, rate=args.rate),
+        args.work / f"default-store-{run.beat.rate}hz-{'-'.join(run.beat.leads)}{tag}",
+        run.beat,
         args.workers,
         not args.quiet,
         {"kind": "ptbxl+mitdb", "ptbxl": str(args.root), "mitdb": str(args.mitdb)},
