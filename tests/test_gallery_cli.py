@@ -299,3 +299,40 @@ def test_a_live_foreign_writer_s_journal_is_kept(enrolled):
         writer.execute("ROLLBACK")
     finally:
         writer.close()
+
+
+def test_a_gallery_bound_before_a_config_field_existed_still_opens(enrolled, cohort):
+    """A field added to BeatConfig/ModelConfig later (with a default) must not orphan galleries."""
+    import json as _json
+    import sqlite3
+
+    from ecgbio.config import BeatConfig, ModelConfig
+    from ecgbio.gallery.store import binding_fingerprint
+
+    run_dir, gallery, person = enrolled
+    db = gallery / "gallery.sqlite"
+    with sqlite3.connect(db) as conn:
+        binding = _json.loads(
+            conn.execute("SELECT value FROM meta WHERE key = 'model_binding'").fetchone()[0]
+        )
+        # as an older ecgbio wrote it, before these fields (at their defaults) existed
+        assert binding["beat"]["max_beats"] == BeatConfig.max_beats
+        assert binding["model"]["stem_kernel"] == ModelConfig.stem_kernel
+        del binding["beat"]["max_beats"], binding["model"]["stem_kernel"]
+        for key, value in (
+            ("model_binding", binding),
+            ("fingerprint", binding_fingerprint(binding)),
+        ):
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (_json.dumps(value), key))
+    mine = cohort.records[person][0]
+    result = run("verify", "--model", run_dir, "--gallery", gallery, "--claim", person, mine)
+    assert result.exit_code in (0, 1), result.output  # an answer, not a refusal
+    binding["model"]["widths"] = [1, 2]  # a real difference is still refused
+    with sqlite3.connect(db) as conn:
+        for key, value in (
+            ("model_binding", binding),
+            ("fingerprint", binding_fingerprint(binding)),
+        ):
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (_json.dumps(value), key))
+    refused = run("verify", "--model", run_dir, "--gallery", gallery, "--claim", person, mine)
+    assert refused.exit_code == 2 and "model config" in refused.output

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecgbio.errors import BeatError
+from ecgbio.errors import BeatError, EcgbioError
 from ecgbio.gallery import index as faiss_index
 from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE, calibrate
 from ecgbio.gallery.errors import GalleryError
@@ -184,7 +184,9 @@ class Gallery:
         if version >= FINGERPRINT_VERSION:
             if embedder.fingerprint == meta["fingerprint"]:
                 return
-            ours, theirs = meta["model_binding"], embedder.binding
+            ours, theirs = _current_binding(meta["model_binding"]), embedder.binding
+            if ours == theirs:  # a gallery bound before a config field (with its default) existed
+                return
             differ = [label for key, label in BINDING_PARTS if ours.get(key) != theirs.get(key)]
             mine = embedder.fingerprint
         else:  # made before version 2: the weights' sha256 and the recorded beat config
@@ -684,6 +686,21 @@ def _unit(v: np.ndarray) -> np.ndarray:
     if not norm or not math.isfinite(norm):
         raise GalleryError("a template has zero length or non-finite values")
     return (v / norm).astype(np.float32)
+
+
+def _current_binding(binding: dict[str, Any]) -> dict[str, Any]:
+    """A stored model binding with its configs read as this ecgbio reads them (fields added since
+    filled in by their defaults), so a new config field does not orphan every existing gallery."""
+    from ecgbio.config import ModelConfig, from_dict, to_dict
+
+    try:
+        return {
+            **binding,
+            "beat": canonical_beat_config(binding["beat"]),
+            "model": to_dict(from_dict(ModelConfig, binding["model"])),
+        }
+    except (EcgbioError, KeyError, TypeError):
+        return binding
 
 
 def check_person_id(person: str, argument: str = "") -> None:

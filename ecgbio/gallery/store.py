@@ -746,7 +746,11 @@ def _check_binding(meta: dict[str, Any], beat: dict[str, Any], path: Path, bad: 
             "'fingerprint'",
             path,
         )
-    if binding["beat"] != beat:
+    try:
+        same = canonical_beat_config(binding["beat"]) == beat  # ``beat`` is canonical already
+    except Exception:  # a hand-edited value: reported as the mismatch below
+        same = False
+    if not same:
         raise GalleryError(
             "gallery file is corrupt or was edited: meta 'beat_config' differs from the beat "
             "config in meta 'model_binding'",
