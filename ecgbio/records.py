@@ -20,7 +20,8 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from fractions import Fraction
@@ -156,33 +157,59 @@ BYTES_PER_SAMPLE = {
 }  # fmt: skip
 
 
-def check_signal_files(head: object, header: Path) -> None:
-    """Refuse a header whose claimed length its signal files cannot hold (before reading them):
-    a header that claims 500 M samples over a small or sparse file would otherwise be read,
-    padded or not, into gigabytes of memory."""
-    length = int(getattr(head, "sig_len", 0) or 0)
+def signal_file_length(head: object, header: Path) -> int | None:
+    """How many samples a signal the header's signal files hold, from their sizes (the fewest
+    over the files); ``None`` for formats whose size says nothing (compressed, MATLAB, unknown)
+    or when a file is missing (the reader says so in its own words)."""
     formats = getattr(head, "fmt", None) or []
     files = getattr(head, "file_name", None) or []
     offsets = getattr(head, "byte_offset", None) or [None] * len(files)
-    per_file: dict[str, float] = {}
+    per_file: dict[str, list[float]] = {}  # name -> [byte offset, bytes a sample of all signals]
     for name, fmt, offset in zip(files, formats, offsets, strict=False):
         width = BYTES_PER_SAMPLE.get(str(fmt))
         if width is None or not name or str(name).endswith(".mat"):
-            return  # compressed, MATLAB or unknown formats: wfdb checks them itself
-        per_file[name] = per_file.get(name, float(offset or 0)) + width * length
-    for name, needed in per_file.items():
+            return None
+        entry = per_file.setdefault(name, [float(offset or 0), 0.0])
+        entry[1] += width
+    held = []
+    for name, (offset, frame) in per_file.items():
         path = header.parent / name
         if not path.is_file():
-            continue  # the reader says "missing" with its own message
-        size = path.stat().st_size
-        if size + 4 < needed:  # format 212/310 may round the last group
-            fs = float(getattr(head, "fs", 0) or 250)
-            raise RecordError(
-                f"signal file {name} is truncated or the header's length is wrong: the header "
-                f"claims {length:,} samples a signal ({_duration(length / fs)}), which needs "
-                f"{int(needed):,} bytes, and the file holds {size:,}",
-                header,
-            )
+            return None
+        held.append(int((path.stat().st_size - offset) // frame))
+    return min(held) if held else None
+
+
+@contextmanager
+def _cuttable(
+    rec_path: Path, header: Path, text: str, claimed: int, sampto: int | None
+) -> Iterator[Path]:
+    """The record path wfdb can read the first ``sampto`` samples of. wfdb cuts only records whose
+    header states a length (optional in the format); for one that does not, a copy of the header
+    with the length the signal files hold is written beside links to those files in a private
+    temporary folder, so a long record is still read in part rather than whole."""
+    if sampto is None or claimed:
+        yield rec_path
+        return
+    import tempfile
+
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.strip() and not line.startswith("#"))
+    fields = lines[first].split()
+    if len(fields) != 3:  # a length is there after all, or the line is not what we expect
+        yield rec_path
+        return
+    with tempfile.TemporaryDirectory(prefix="ecgbio-") as tmp:
+        lines[first] = " ".join([*fields, str(sampto)])  # the copy is as long as what is read
+        for line in lines[first + 1 :]:
+            parts = line.split()
+            if parts and not line.startswith("#"):
+                target = Path(tmp) / parts[0]
+                if not target.exists() and (header.parent / parts[0]).exists():
+                    target.symlink_to((header.parent / parts[0]).resolve())
+        copy = Path(tmp) / header.name
+        copy.write_text("\n".join(lines) + "\n")
+        yield Path(tmp) / rec_path.name
 
 
 def _duration(seconds: float) -> str:
@@ -289,26 +316,36 @@ def read_record(
     channels = None if wanted is None else list(dict.fromkeys(wanted))
     if not multi_segment and not names:
         raise RecordError("header declares no signals", header)
-    if not multi_segment:
-        check_signal_files(head, header)
-    total = int(getattr(head, "sig_len", 0) or 0)
+    claimed = int(getattr(head, "sig_len", 0) or 0)  # optional in a WFDB header
+    held = None if multi_segment else signal_file_length(head, header)
+    total = claimed or held or 0
+    limit = None if max_duration_s is None else max(1, int(max_duration_s * fs))
+    wanted_n = total if limit is None or (total and total <= limit) else limit
+    if held is not None and wanted_n and held + 2 < wanted_n:  # 212/310 round the last group
+        raise RecordError(
+            f"signal file {Path(head.file_name[0]).name} is truncated or the header's length is "
+            f"wrong: the header claims {claimed:,} samples a signal "
+            f"({_duration(claimed / fs)}), and the file holds {held:,}",
+            header,
+        )
     sampto = None
-    if max_duration_s is not None and total > max_duration_s * fs:
-        sampto = max(1, int(max_duration_s * fs))
+    if limit is not None and (not total or total > limit):
+        sampto = limit if not held else min(limit, held)
         rate_note = "; ".join(
             n
             for n in (
                 rate_note,
-                f"read the first {_duration(sampto / fs)} of {_duration(total / fs)}",
+                f"read the first {_duration(sampto / fs)}"
+                + (f" of {_duration(total / fs)}" if total else ""),
             )
             if n
         )
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _cuttable(rec_path, header, text, claimed, sampto) as path:
             warnings.simplefilter("ignore")
             rec = wfdb.rdrecord(
-                str(rec_path), channels=channels, physical=True, m2s=True, sampto=sampto
+                str(path), channels=channels, physical=True, m2s=True, sampto=sampto
             )
     except FileNotFoundError as exc:
         missing = Path(exc.filename).name if getattr(exc, "filename", None) else "signal file"

@@ -230,13 +230,16 @@ def probe_trials(scores: np.ndarray, persons: np.ndarray, probe_persons: np.ndar
     arrays = score_arrays(scores, persons, probe_persons)
     own = probe_persons[:, None] == persons[None, :]
     hit = scores[own] > np.where(own, -np.inf, scores).max(axis=1)
+    claimed = np.broadcast_to(np.asarray(persons)[None, :], scores.shape)[~own]
     return PairScores(
         hit=hit,
         hit_person=probe_persons.astype(str),
+        hit_record=np.arange(len(probe_persons)).astype(str),  # the same probes for both sides
         genuine=arrays["genuine"].astype(np.float64),
         genuine_person=arrays["genuine_person"],
         impostor=arrays["impostor"].astype(np.float64),
         impostor_person=arrays["impostor_person"],
+        impostor_other=claimed.astype(str),
     )
 
 

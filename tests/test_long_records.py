@@ -94,3 +94,16 @@ def test_prepare_reads_at_most_its_limit_of_a_record(tmp_path, monkeypatch):
     store = BeatStore.open(tmp_path / "s")
     peaks = store.index["peak"].to_numpy()
     assert len(peaks) >= 10 and peaks.max() < 20 * store.config.rate
+
+
+def test_a_header_without_a_length_is_still_read_in_part(tmp_path):
+    """The length is optional in a WFDB header; wfdb cannot cut such a record by itself."""
+    path = write_wfdb(tmp_path, "nolen", simulate_ecg(90, 250, seed=5), 250, ["I"])
+    header = Path(str(path) + ".hea")
+    lines = header.read_text().splitlines()
+    lines[0] = " ".join(lines[0].split()[:3])  # name, signals, rate: no length
+    header.write_text("\n".join(lines) + "\n")
+    rec = read_record(path, ("I",), max_duration_s=30)
+    assert rec.duration_s == pytest.approx(30, abs=0.1)
+    assert "read the first 30.0 s of 1.5 min" in rec.notes and rec.path == path
+    assert read_record(path, ("I",)).duration_s == pytest.approx(90, abs=0.1)
