@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from ecgbio.cli_common import DEBUG_ENV, AsJson, emit, handle_errors
 from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
-from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, CsvRate, MaxMinutes
+from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, CsvRate, MaxMinutes, read_limit_s
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
@@ -621,14 +621,12 @@ def beats_cmd(
     from ecgbio.records import read_record
 
     config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
-    if not 0 <= max_minutes < float("inf"):
-        raise EcgbioError(f"--max-minutes must be >= 0 (0: whole records), got {max_minutes:g}")
     rec = read_record(
         record,
         leads=config.leads,
         rate=config.rate,
         min_duration_s=config.min_duration_s,
-        max_duration_s=60.0 * max_minutes or None,
+        max_duration_s=read_limit_s(max_minutes) or None,
         fs=fs,
     )
     beats = extract_beats(rec, config)

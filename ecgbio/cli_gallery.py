@@ -118,9 +118,14 @@ def _open(
 def _embedder(model: str, max_minutes: float = DEFAULT_MAX_MINUTES, fs: float | None = None) -> Any:
     from ecgbio.embed import Embedder
 
+    return Embedder(model, read_limit_s=read_limit_s(max_minutes), fs=fs)
+
+
+def read_limit_s(max_minutes: float) -> float:
+    """``--max-minutes`` in seconds (0: whole records), refused when negative or not finite."""
     if not 0 <= max_minutes < float("inf"):
         raise EcgbioError(f"--max-minutes must be >= 0 (0: whole records), got {max_minutes:g}")
-    return Embedder(model, read_limit_s=60.0 * max_minutes, fs=fs)
+    return 60.0 * max_minutes
 
 
 # enroll ---------------------------------------------------------------------------------------

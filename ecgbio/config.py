@@ -198,11 +198,14 @@ def _integral(value: Any) -> bool:
     return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
-def save_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + fsync + rename): a crash never leaves half a file."""
+def save_json(path: str | Path, data: dict[str, Any], private: bool = False) -> None:
+    """Write JSON atomically (temp file + fsync + rename): a crash never leaves half a file;
+    ``private``: readable by its owner only (0600), for files that hold personal data."""
     from ecgbio.io import atomic_write_text
 
-    atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(
+        Path(path), json.dumps(data, indent=2, sort_keys=False) + "\n", private=private
+    )
 
 
 METRIC_LOSSES = ("arcface", "subcenter-arcface", "triplet", "arcface+triplet", "none")

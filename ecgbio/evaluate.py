@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from ecgbio.config import save_json
 from ecgbio.embed import embed_rows, module_device, record_templates
 from ecgbio.errors import ConfigError
 from ecgbio.metrics._validation import encode_ids
@@ -114,7 +115,7 @@ def evaluate_match(
         )
         boot = ci_boot if i == 0 else 0
         figures = match_figures(scores, g_persons, p_persons, ci_boot=boot)
-        other_day = _other_day(p_ids, p_persons, g_ids, g_persons, session_of)
+        other_day = other_day_probes(p_ids, p_persons, g_ids, g_persons, session_of)
         has_other_day = bool(other_day.any() and other_day.sum() < len(other_day))
         if has_other_day:
             figures["other_day"] = match_figures(
@@ -382,7 +383,7 @@ def score_arrays(
     }
 
 
-def _other_day(
+def other_day_probes(
     p_ids: np.ndarray,
     p_persons: np.ndarray,
     g_ids: np.ndarray,
@@ -476,7 +477,7 @@ def evaluate_run(
             they are private (0600) and so is ``out`` when made here (0700).
     """
     from ecgbio.config import to_dict
-    from ecgbio.io import atomic_write_text, private_dir
+    from ecgbio.io import private_dir
     from ecgbio.protocols import make_split
     from ecgbio.runs import load_run
 
@@ -537,8 +538,7 @@ def evaluate_run(
             save_scores(Path(out) / SCORES_FILE, arrays, norm)
         else:  # a classification protocol: no scores, and none left from an earlier evaluation
             (Path(out) / SCORES_FILE).unlink(missing_ok=True)
-        text = json.dumps(figures, indent=2, sort_keys=False) + "\n"  # config.save_json's format
-        atomic_write_text(Path(out) / "metrics.json", text, private=True)
+        save_json(Path(out) / "metrics.json", figures, private=True)
     return figures
 
 

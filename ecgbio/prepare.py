@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from ecgbio.beats import QUALITY_CONTEXT_S, extract_beats
-from ecgbio.config import BeatConfig, to_dict
+from ecgbio.config import BeatConfig, save_json, to_dict
 from ecgbio.errors import EcgbioError, StoreError
-from ecgbio.io import atomic_open, atomic_write_text, private_dir, remove_stale_temps, temp_target
+from ecgbio.io import atomic_open, private_dir, remove_stale_temps, temp_target
 from ecgbio.records import read_record
 from ecgbio.sources import RecordSpec
 from ecgbio.store import (
@@ -234,7 +234,7 @@ def _prepare_locked(
     summary.records_per_s = processed / max(summary.wall_s, 1e-9)
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     manifest["summary"] = summary.__dict__
-    _save_json(out / MANIFEST_FILE, manifest)
+    save_json(out / MANIFEST_FILE, manifest, private=True)
     return summary
 
 
@@ -283,11 +283,6 @@ def _store_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
-def _save_json(path: Path, data: dict[str, Any]) -> None:
-    """``config.save_json``'s format, written private (0600)."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", private=True)
-
-
 def _run_chunks(chunks: list, config: BeatConfig, workers: int) -> Iterator[list[RecordResult]]:
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
@@ -324,7 +319,7 @@ class _PartWriter:
                     directory,
                 )
         else:
-            _save_json(cfg_path, cfg)
+            save_json(cfg_path, cfg, private=True)
         self.beats_written = 0
         self.rejected_written = 0
 
@@ -468,7 +463,7 @@ def _finalize(
         "versions": _versions(),
         "summary": summary.__dict__,
     }
-    _save_json(out / MANIFEST_FILE, manifest)
+    save_json(out / MANIFEST_FILE, manifest, private=True)
     shutil.rmtree(parts.dir, ignore_errors=True)
     BeatStore.open(out)  # the store we just wrote must open; fail here rather than at training
     return summary

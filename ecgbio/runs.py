@@ -285,7 +285,7 @@ def load_run(root: str | Path | None = DEFAULT_MODEL, weights: str = WEIGHTS_FIL
 
 def fingerprint(path: Path) -> str:
     """sha256 of a weights file (the weights alone: :attr:`Run.fingerprint`, ``model_sha256`` in
-    results files). Galleries bind to more than this: see :func:`ecgbio.embed.model_fingerprint`."""
+    results files). Galleries bind to more than this: see :func:`ecgbio.embed.model_binding`."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -48,10 +48,10 @@ from ecgbio.embed import embed_rows, record_templates
 from ecgbio.errors import ConfigError
 from ecgbio.evaluate import (
     CI_BOOT,
-    _other_day,
     evaluate_match,
     evaluate_run,
     match_figures,
+    other_day_probes,
     score_arrays,
 )
 from ecgbio.gallery import TEMPLATE_MODES
@@ -271,7 +271,7 @@ def run_enrol_records(args: argparse.Namespace, store: BeatStore) -> dict[str, A
         g_t = np.stack([template_of[r] for r in g_ids])
         p_t = np.stack([template_of[r] for r in p_ids])
         days = np.array(s["days_from"])
-        other_day = _other_day(
+        other_day = other_day_probes(
             p_ids, p_persons, days, np.array([person_of[r] for r in days]), session_of
         )
         several_days = {
