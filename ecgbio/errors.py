@@ -24,6 +24,12 @@ def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
     return f"{head} [... {len(text) - len(head) - len(tail):,} characters cut ...] {tail}"
 
 
+def option(flag: str, argument: str) -> str:
+    """How to ask for something in both interfaces: ``--overwrite (overwrite=True in Python)``,
+    so that an error raised by the library reads right from the CLI and from a script."""
+    return f"{flag} ({argument} in Python)"
+
+
 class EcgbioError(Exception):
     """Base class: a one-line, user-facing problem with a file or an argument."""
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ecgbio.beats import QUALITY_CONTEXT_S, extract_beats
 from ecgbio.config import BeatConfig, save_json, to_dict
-from ecgbio.errors import EcgbioError, StoreError
+from ecgbio.errors import EcgbioError, StoreError, option
 from ecgbio.io import atomic_open, private_dir, remove_stale_temps, temp_target
 from ecgbio.records import read_record
 from ecgbio.sources import RecordSpec
@@ -245,8 +245,8 @@ def _check_target(out: Path, overwrite: bool) -> None:
     if (out / MANIFEST_FILE).exists():
         if not overwrite:
             raise StoreError(
-                "a beat store already exists here; use --overwrite to rebuild it or "
-                "choose another --out",
+                f"a beat store already exists here; use {option('--overwrite', 'overwrite=True')} "
+                "to rebuild it, or write it elsewhere",
                 out,
             )
     elif (

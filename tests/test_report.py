@@ -117,7 +117,8 @@ def test_report_refuses_to_overwrite_unless_asked(dirs, tmp_path):
     again = runner.invoke(app, ["report", str(dirs[0]), "--out", out])
     assert again.exit_code == EXIT_ERROR
     assert again.output.strip().splitlines() == [
-        f"error: {out}: a report already exists here (use --overwrite to replace it)"
+        f"error: {out}: a report already exists here (use --overwrite (overwrite=True in Python) to "
+        "replace it)"
     ]
     forced = runner.invoke(app, ["report", str(dirs[0]), "--out", out, "--overwrite", "--json"])
     assert forced.exit_code == 0 and '"pictures"' in forced.output

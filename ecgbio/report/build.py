@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgbio.errors import ConfigError
+from ecgbio.errors import ConfigError, option
 from ecgbio.io import atomic_open, atomic_write_text, private_dir
 from ecgbio.report import figures as fig
 from ecgbio.report.page import Picture, render_page
@@ -79,7 +79,11 @@ def make_report(
         raise ConfigError("this folder is part of the installed ecgbio package; choose --out", src)
     target = Path(out) if out is not None else src / "report"
     if (target / PAGE).exists() and not overwrite:
-        raise ConfigError("a report already exists here (use --overwrite to replace it)", target)
+        raise ConfigError(
+            f"a report already exists here (use {option('--overwrite', 'overwrite=True')} to "
+            "replace it)",
+            target,
+        )
 
     try:  # files edited by hand or from another version: one clear line, not a traceback
         pictures, page = _draw(src, target, metrics, headline, is_run)

@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import BatchSampler
 
 from ecgbio.config import BeatConfig, ModelConfig, TrainConfig, from_dict, save_json, to_dict
-from ecgbio.errors import ConfigError
+from ecgbio.errors import ConfigError, option
 from ecgbio.evaluate import (
     CI_BOOT,
     ENROL_BEATS,
@@ -517,7 +517,8 @@ def _check_run_dir(
         return
     if (out / CONFIG_FILE).exists() and not overwrite:
         raise RunError(
-            "a run already exists here; use --resume to continue it or --overwrite to start again",
+            f"a run already exists here; use {option('--resume', 'resume=True')} to continue it "
+            f"or {option('--overwrite', 'overwrite=True')} to start again",
             out,
         )
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
