@@ -1,7 +1,12 @@
-"""Reports: each figure draws what its name says, the page's images exist, overwrites are refused."""
+"""Reports: each figure draws what its name says, the page embeds its images (index.html alone is the
+report), its words are a reader's (headers, enrolment beats, normalisation), overwrites are refused."""
 
 from __future__ import annotations
 
+import base64
+import re
+import shutil
+import stat
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,8 +17,8 @@ from typer.testing import CliRunner
 
 from ecgbio.cli import EXIT_ERROR, app
 from ecgbio.evaluate import evaluate_run
+from ecgbio.report import build, make_report
 from ecgbio.report import figures as fig
-from ecgbio.report import make_report
 from tests.eval_fixtures import build_unseen_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -30,21 +35,46 @@ def dirs(tmp_path_factory) -> tuple[Path, Path]:
     return tmp / "eval", run
 
 
-class _Images(HTMLParser):
+DATA_URI = "data:image/png;base64,"
+
+
+class _Page(HTMLParser):
+    """The page's images (alt -> src) and table headings."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.sources: list[str] = []
+        self.images: dict[str, str] = {}
+        self.headings: list[str] = []
+        self._in_th = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "img":
-            self.sources.append(dict(attrs)["src"] or "")
+            self.images[dict(attrs)["alt"] or ""] = dict(attrs)["src"] or ""
+        self._in_th = tag == "th"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_th = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_th:
+            self.headings.append(data)
 
 
-def _images(page: Path) -> list[str]:
-    parser = _Images()
+def _parse(page: Path) -> _Page:
+    parser = _Page()
     parser.feed(page.read_text())
     parser.close()
-    return parser.sources
+    return parser
+
+
+def _images(page: Path) -> dict[str, str]:
+    return _parse(page).images
+
+
+def _png(src: str) -> bytes:
+    """The PNG an embedded image holds."""
+    assert src.startswith(DATA_URI), src[:40]
+    return base64.b64decode(src[len(DATA_URI) :], validate=True)
 
 
 def _labels(ax) -> list[str]:
@@ -54,23 +84,63 @@ def _labels(ax) -> list[str]:
 def test_report_of_an_evaluation_shows_every_figure_and_the_table(dirs, tmp_path):
     report = make_report(dirs[0], tmp_path / "r")
     page = Path(report.page)
-    sources = _images(page)
-    assert set(sources) == {"roc.png", "det.png", "scores.png", "cmc.png", "enrol_beats.png"}
-    for src in sources:
-        data = (page.parent / src).read_bytes()
+    images = _images(page)
+    assert set(images) == {"ROC", "DET", "Score distributions", "CMC", "Enrolment beats"}
+    assert report.pictures == ["roc.png", "det.png", "scores.png", "cmc.png", "enrol_beats.png"]
+    for name, src in zip(report.pictures, images.values(), strict=True):
+        data = _png(src)  # embedded: the page needs no other file
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
+        assert (page.parent / name).read_bytes() == data  # and the PNG is written beside it
+        assert stat.S_IMODE((page.parent / name).stat().st_mode) == 0o600
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
     text = page.read_text()
-    for heading in ("rank-1", "rank-5", "EER (95 % CI)", "TAR @ FAR 1 %", "TAR @ FAR 0.1 %"):
-        assert heading in text
-    assert "AUC" in text and "persons" in text and "probes" in text
+    assert not re.search(r"src=[\"'][^\"']*\.png", text)
+    headings = _parse(page).headings
+    assert headings == [
+        "probe set",
+        "rank-1",
+        "rank-5",
+        "EER (95 % CI)",
+        "TAR @ FAR 1 %",
+        "TAR @ FAR 0.1 %",
+        "AUC",
+        "persons",
+        "probe count",
+    ]
+    assert len(set(headings)) == len(headings)
+    assert "<b>enrol_beats</b>: all beats" in text and "enrol_beats</b>: 0" not in text
+    assert "Scores: raw cosine scores (no normalisation)." in text
+    assert "none normalisation" not in text
+
+
+def test_index_html_alone_is_the_whole_report(dirs, tmp_path):
+    report = make_report(dirs[0], tmp_path / "r")
+    alone = tmp_path / "copied" / "index.html"
+    alone.parent.mkdir()
+    shutil.copy(report.page, alone)  # copied without its PNGs
+    images = _images(alone)
+    assert len(images) == len(report.pictures) == 5
+    for src in images.values():
+        assert _png(src).startswith(PNG_MAGIC)
+
+
+def test_normalisations_are_named_for_a_reader():
+    assert build.norm_name("none") == "raw cosine scores (no normalisation)"
+    assert build.norm_name("z").startswith("z-norm")
+    assert build.norm_name("t").startswith("t-norm")
+    assert build.norm_name("s").startswith("s-norm")
+    assert build.norm_name("as").startswith("adaptive s-norm")
+    assert build.enrol_beats_name(0) == "all beats"
+    assert build.enrol_beats_name(5) == "first 5 beats of the enrolment record"
 
 
 def test_report_of_a_run_draws_training_curves_and_says_where_scores_come_from(dirs, tmp_path):
     report = make_report(dirs[1], tmp_path / "r")
     assert report.kind == "run" and set(_images(Path(report.page))) == {
-        "training.png",
-        "enrol_beats.png",
+        "Training curves",
+        "Enrolment beats",
     }
+    assert report.pictures == ["training.png", "enrol_beats.png"]
     assert "ecgbio evaluate --model RUN --store STORE --out EVAL" in Path(report.page).read_text()
 
 
@@ -79,6 +149,10 @@ def test_roc_det_cmc_histogram_draw_the_named_curves():
     roc = fig.roc_figure(pairs).axes[0]
     assert roc.get_title() == "ROC" and _labels(roc) == list(pairs)
     assert roc.get_xscale() == "log"
+    roc_ticks = [t.get_text() for t in roc.get_xticklabels() if t.get_text()]
+    assert {"1 %", "10 %", "100 %"} <= set(roc_ticks)
+    assert all(t.endswith(" %") and "^" not in t for t in roc_ticks), roc_ticks
+    assert roc.get_xlim()[0] == pytest.approx(0.1)  # IMP has 400 scores: FAR from 0.125 %
     det = fig.det_figure(pairs).axes[0]
     assert det.get_title() == "DET" and _labels(det) == [*pairs, "FAR = FRR"]
     ticks = [t.get_text() for t in det.get_xticklabels()]
@@ -92,6 +166,9 @@ def test_roc_det_cmc_histogram_draw_the_named_curves():
     assert labels == ["EER threshold 0.3", "genuine (40)", "impostor (400)"]
     cmc = fig.cmc_figure({"all probes": np.array([0.5, 0.8, 1.0])}).axes[0]
     assert cmc.get_title() == "CMC" and list(cmc.get_lines()[0].get_ydata()) == [50, 80, 100]
+    wide = fig.cmc_figure({"all probes": np.linspace(0.5, 1.0, 120)}).axes[0]
+    ranks = [t.get_text() for t in wide.get_xticklabels() if t.get_text()]
+    assert ranks == ["1", "2", "5", "10", "20", "50", "100"]
 
 
 def test_training_and_enrol_beats_figures():
@@ -99,7 +176,7 @@ def test_training_and_enrol_beats_figures():
         {"epoch": [1, 2], "loss": [3.0, 2.0], "accuracy": [0.1, 0.5], "val_eer": [0.3, 0.2]}
     )
     loss_ax, rate_ax = fig.training_figure(history).axes
-    assert _labels(loss_ax) == ["loss"] and _labels(rate_ax) == ["accuracy", "val_eer"]
+    assert _labels(loss_ax) == ["loss"] and _labels(rate_ax) == ["training accuracy", "val EER"]
     by_k = {
         "all": {"rank1": 0.9, "eer": 0.1},
         "10": {"rank1": 0.8, "eer": 0.2},
@@ -108,6 +185,46 @@ def test_training_and_enrol_beats_figures():
     ax = fig.enrol_beats_figure(by_k).axes[0]
     assert _labels(ax) == ["rank-1", "EER"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "10", "all"]
+
+
+def test_saturated_validation_curves_are_told_apart_and_named(tmp_path):
+    """The demo's validation figures sit at 100 % (EER 0 %) at every epoch: each overlapping
+    line has its own marker and style, and the legend and the caption say 'saturated'."""
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "loss": [3.0, 2.0, 1.5],
+            "accuracy": [0.1, 0.5, 0.6],
+            "val_rank1": [1.0, 1.0, 1.0],
+            "val_rank5": [1.0, 1.0, 1.0],
+            "val_eer": [0.0, 0.0, 0.0],
+            "val_auc": [1.0, 1.0, 1.0],
+            "val_pairs_rank1": [0.9, 1.0, 1.0],
+            "val_pairs_eer": [0.1, 0.05, 0.0],
+        }
+    )
+    assert fig.saturated_curves(history) == ["val rank-1", "val rank-5", "val AUC", "val EER"]
+    rate_ax = fig.training_figure(history).axes[1]
+    lines = {line.get_label(): line for line in rate_ax.get_lines()}
+    assert set(lines) == {
+        "training accuracy",
+        "val rank-1 (saturated at 100 %)",
+        "val rank-1, record pairs",
+        "val rank-5 (saturated at 100 %)",
+        "val AUC (saturated at 100 %)",
+        "val EER (saturated at 0 %)",
+        "val EER, record pairs",
+    }
+    styles = {(ln.get_marker(), ln.get_linestyle(), ln.get_linewidth()) for ln in lines.values()}
+    assert len(styles) == len(lines)  # no two lines drawn alike
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "metrics.json").write_text('{"test": {}}')
+    history.to_csv(run / "history.csv", index=False)
+    text = Path(make_report(run, tmp_path / "r").page).read_text()
+    assert "Saturated (val rank-1, val rank-5, val AUC, val EER)" in text
+    assert "every (earlier, later) record pair" in text
 
 
 def test_report_refuses_to_overwrite_unless_asked(dirs, tmp_path):

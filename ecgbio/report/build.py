@@ -13,9 +13,10 @@ What a source gives:
   STORE --out EVAL_DIR`` (the store the run was trained on is ``store`` in its config.json) and
   report EVAL_DIR.
 
-Every file is written atomically; the page is written last, so a page always refers to PNGs that
-exist. An existing report is refused unless ``overwrite``. A report shows an evaluation's persons'
-scores (biometric data), so its files are private (0600), and so is its folder when made here
+Every file is written atomically. The page embeds its PNGs (base64 data URIs), so index.html alone
+is the whole report; the PNG files are written beside it as well, and the page last. An existing
+report is refused unless ``overwrite``. A report shows an evaluation's persons' scores (biometric
+data), so its files are private (0600), the page included, and so is its folder when made here
 (0700).
 """
 
@@ -39,6 +40,28 @@ METRICS = "metrics.json"
 SCORES = "scores.npz"
 HISTORY = "history.csv"
 CONFIG = "config.json"
+#: Figures of two panels, shown across the page's width.
+WIDE = frozenset({"training.png"})
+#: How the page names each score normalisation (``ecgbio evaluate --norm``).
+NORM_NAMES = {
+    "none": "raw cosine scores (no normalisation)",
+    "z": "z-norm (cosine scores standardised by each enrolment template's cohort scores)",
+    "t": "t-norm (cosine scores standardised by each probe's cohort scores)",
+    "s": "s-norm (mean of the z-norm and t-norm scores)",
+    "as": "adaptive s-norm (s-norm over each side's highest cohort scores)",
+}
+
+
+def norm_name(norm: Any) -> str:
+    """The page's words for a score normalisation (an unknown name is shown as it is)."""
+    return NORM_NAMES.get(str(norm), f"{norm} normalisation")
+
+
+def enrol_beats_name(k: Any) -> str:
+    """``enrol_beats`` as the page says it: 0 means every beat of the enrolment record."""
+    if isinstance(k, int) and not isinstance(k, bool):
+        return "all beats" if k == 0 else f"first {k} beats of the enrolment record"
+    return str(k)
 
 
 @dataclass
@@ -114,9 +137,11 @@ def _draw(
         *_enrol_pictures(headline),
     ]
     private_dir(target)
+    pngs = {}
     for name, figure, _, _ in pictures:
+        pngs[name] = fig.png_bytes(figure)
         with atomic_open(target / name, "wb", private=True) as handle:
-            handle.write(fig.png_bytes(figure))
+            handle.write(pngs[name])
     rows = [("all probes", headline)] if headline else []
     if isinstance(headline.get("other_day"), dict):
         rows.append(("other-day probes", headline["other_day"]))
@@ -124,7 +149,10 @@ def _draw(
         f"ecgbio report: {src.resolve().name}",
         _facts(src, metrics, headline, is_run),
         rows,
-        [Picture(name, title, caption) for name, _, title, caption in pictures],
+        [
+            Picture(name, title, caption, pngs[name], wide=name in WIDE)
+            for name, _, title, caption in pictures
+        ],
     )
     return pictures, page
 
@@ -158,6 +186,10 @@ def _facts(
     facts.update({k: metrics[k] for k in keys if k in metrics})
     if "norm" in headline and "norm" not in facts:
         facts["norm"] = headline["norm"]
+    if "norm" in facts:
+        facts["norm"] = norm_name(facts["norm"])
+    if "enrol_beats" in facts:
+        facts["enrol_beats"] = enrol_beats_name(facts["enrol_beats"])
     if is_run and not (src / SCORES).is_file():
         facts["scores"] = (
             "a run keeps no comparison scores: ecgbio evaluate --model RUN --store STORE --out "
@@ -190,7 +222,7 @@ def _score_pictures(path: Path) -> list[Drawn]:
     if "other_day_genuine" in a:
         pairs["other-day probes"] = (a["other_day_genuine"], a["other_day_impostor"])
         cmcs["other-day probes"] = a["other_day_cmc"]
-    norm = f" Scores: {a['norm']} normalisation." if "norm" in a else ""
+    norm = f" Scores: {norm_name(a['norm'])}." if "norm" in a else ""
     return [
         (
             "roc.png",
@@ -233,15 +265,23 @@ def _training_pictures(path: Path) -> list[Drawn]:
         raise ConfigError(f"unreadable training history ({exc})", path) from None
     if "epoch" not in history or history.empty:
         raise ConfigError("training history has no epochs", path)
-    return [
-        (
-            "training.png",
-            fig.training_figure(history),
-            "Training curves",
-            "Per epoch: training losses (left); training accuracy and the validation figures the "
-            "model was selected on (right, in %).",
-        ),
-    ]
+    caption = (
+        "Per epoch: training losses (left); training accuracy and the validation figures the "
+        "model was selected on (right, in %)."
+    )
+    if "val_pairs_rank1" in history or "val_pairs_eer" in history:
+        caption += (
+            " 'Record pairs' (dash-dotted): the same figures over every (earlier, later) record "
+            "pair of a validation person, which the epoch was chosen on."
+        )
+    saturated = fig.saturated_curves(history)
+    if saturated:
+        caption += (
+            f" Saturated ({', '.join(saturated)}): at the best value (100 %, an EER 0 %) at every "
+            "epoch, so they cannot tell epochs apart; lines on top of each other are told apart "
+            "by their markers."
+        )
+    return [("training.png", fig.training_figure(history), "Training curves", caption)]
 
 
 def _enrol_pictures(headline: dict[str, Any]) -> list[Drawn]:

@@ -1,8 +1,10 @@
-"""The report's HTML page: a table of the figures and the PNGs, self-contained (no scripts, no
-external stylesheets or fonts), so it opens from a folder, an archive or a mail attachment alike."""
+"""The report's HTML page: a table of the figures and the PNGs, self-contained (the PNGs are embedded
+as base64 data URIs; no scripts, no external stylesheets or fonts), so index.html alone opens from a
+folder, an archive or a mail attachment alike. The PNG files are written beside it too, for slides."""
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +19,10 @@ COLUMNS = (
     ("tar@far=0.001", "TAR @ FAR 0.1 %"),
     ("auc", "AUC"),
     ("persons", "persons"),
-    ("probes", "probes"),
+    ("probes", "probe count"),
 )
+#: Heading of the first column: which probes a row is about (all, other-day).
+ROW_HEADING = "probe set"
 CLASSIFY_COLUMNS = (("accuracy", "accuracy"), ("loss", "loss"), ("beats", "beats"))
 
 STYLE = """
@@ -27,6 +31,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #bbb; padding: 0.3em 0.7em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 34em; }
+figure.wide { max-width: 68em; }
 figcaption { font-size: 0.9em; color: #444; }
 img { max-width: 100%; }
 """
@@ -34,11 +39,20 @@ img { max-width: 100%; }
 
 @dataclass(frozen=True)
 class Picture:
-    """One PNG of the page: its file name (beside the page), heading and caption."""
+    """One PNG of the page: its file name (written beside the page), heading, caption and the PNG
+    itself (embedded in the page, so the page needs no other file)."""
 
     file: str
     title: str
     caption: str
+    png: bytes = b""
+    wide: bool = False  # a two-panel figure, given the page's whole width
+
+    def src(self) -> str:
+        """The ``<img src>``: a data URI of the PNG (the file name only when no PNG was given)."""
+        if not self.png:
+            return self.file
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
 def _cell(key: str, figures: dict[str, Any]) -> str:
@@ -65,7 +79,7 @@ def figures_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
         + "</tr>"
         for name, f in rows
     )
-    return f"<table><tr><th>probes</th>{head}</tr>{body}</table>"
+    return f"<table><tr><th>{html.escape(ROW_HEADING)}</th>{head}</tr>{body}</table>"
 
 
 def render_page(
@@ -79,7 +93,8 @@ def render_page(
         f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts.items()
     )
     pics = "".join(
-        f'<figure><img src="{html.escape(p.file)}" alt="{html.escape(p.title)}">'
+        ("<figure class='wide'>" if p.wide else "<figure>")
+        + f'<img src="{html.escape(p.src())}" alt="{html.escape(p.title)}">'
         f"<figcaption><b>{html.escape(p.title)}.</b> {html.escape(p.caption)}</figcaption></figure>"
         for p in pictures
     )
