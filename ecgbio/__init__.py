@@ -5,6 +5,7 @@ embeddings -> gallery / metrics. Names that need torch (``Embedder``, ``load_run
 ``evaluate_run``, ``make_report``) load on first use, so ``import ecgbio`` stays light.
 
     gallery = ecgbio.Gallery.create("people", ecgbio.Embedder("default"))
+    gallery.identify(ecgbio.Signal(samples, 500, ("I",), name="watch"))  # an array in memory
 """
 
 from importlib import import_module
@@ -14,7 +15,7 @@ from ecgbio.beats import Beats, beats_from_file, detect_rpeaks, extract_beats
 from ecgbio.config import BeatConfig
 from ecgbio.errors import EcgbioError
 from ecgbio.gallery import Gallery, GalleryError
-from ecgbio.records import Recording, read_record
+from ecgbio.records import Recording, Signal, read_record
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "Gallery",
     "GalleryError",
     "Recording",
+    "Signal",
     "__version__",
     "beats_from_file",
     "detect_rpeaks",

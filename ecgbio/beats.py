@@ -339,12 +339,15 @@ def beats_from_file(
     config: BeatConfig = BeatConfig(),
     max_duration_s: float | None = None,
     fs: float | None = None,
+    lead: str | None = None,
 ) -> Beats:
-    """Read ``path`` with ``config``'s leads and rate (at most its first ``max_duration_s``
-    seconds; ``fs``: the rate of a CSV without a time column), then :func:`extract_beats`."""
+    """Read ``path`` (a record path or an :class:`~ecgbio.records.Signal`) with ``config``'s
+    leads and rate (at most its first ``max_duration_s`` seconds; ``fs``: the rate of a CSV
+    without a time column), then :func:`extract_beats`. ``lead``: the record's lead read in place
+    of each of ``config``'s (a stand-in, :func:`reading_leads`)."""
     rec = read_record(
         path,
-        leads=config.leads,
+        leads=reading_leads(config, lead),
         rate=config.rate,
         min_duration_s=config.min_duration_s,
         max_duration_s=max_duration_s,
@@ -353,10 +356,26 @@ def beats_from_file(
     return extract_beats(rec, config)
 
 
+def reading_leads(config: BeatConfig, lead: str | None = None) -> tuple[str, ...]:
+    """The leads to read for ``config``: its own, or ``lead`` standing in for each of them (a
+    Holter's ``ECG1``, AliveCor's ``ECG`` for a model of lead I; as MIT-BIH's MLII in prepare).
+    The recording keeps the name of what was read."""
+    if not lead:
+        return config.leads
+    if config.all_leads or "," in lead:
+        raise ConfigError(
+            f"--lead {lead}: one lead of the record stands in for the model's named lead(s) "
+            f"(here {','.join(config.leads)}); it cannot stand in for all leads or be several"
+        )
+    return (lead.strip(),) * len(config.leads)
+
+
 def _detection_lead(recording: Recording, config: BeatConfig) -> int:
     if not config.detect_lead:
         return 0
     names = [normalize_lead_name(n) for n in recording.leads]
+    if len(set(names)) == 1:  # one lead, or a stand-in read for every lead: all are the same
+        return 0
     key = normalize_lead_name(config.detect_lead)
     if key not in names:
         raise LeadError(

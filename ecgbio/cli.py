@@ -213,6 +213,14 @@ def prepare_wfdb(
     quiet: Quiet = False,
     as_json: AsJson = False,
     fs: CsvRate = None,
+    lead: Annotated[
+        str,
+        typer.Option(
+            "--lead",
+            help="The records' lead read in place of each of --leads (a Holter's ECG1); the "
+            "beats are stored under --leads' names, the records table keeps what was read.",
+        ),
+    ] = "",
 ) -> None:
     """Prepare any folder of records (e.g. ECG-ID: Person_01/rec_1.hea ...; EDF, BDF and CSV
     files too)."""
@@ -220,6 +228,13 @@ def prepare_wfdb(
 
     config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
     specs = folder_records(root, persons, fs=fs)
+    if lead:
+        from dataclasses import replace
+
+        from ecgbio.beats import reading_leads
+
+        stand_in = reading_leads(config, lead)  # as MIT-BIH's MLII (RecordSpec.leads)
+        specs = [replace(spec, leads=stand_in) for spec in specs]
     _prepare(
         specs,
         out,
@@ -233,6 +248,7 @@ def prepare_wfdb(
             "root": str(root.resolve()),
             "persons_csv": str(persons) if persons else None,
             "csv_fs": fs,
+            "lead": lead or None,
         },
     )
 
@@ -614,16 +630,23 @@ def beats_cmd(
     min_quality: MinQuality = _DEFAULT.min_quality,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     fs: CsvRate = None,
+    lead: Annotated[
+        str,
+        typer.Option(
+            "--lead",
+            help="The record's lead read in place of --leads' (a Holter's ECG1, AliveCor's ECG).",
+        ),
+    ] = "",
     as_json: AsJson = False,
 ) -> None:
     """Read one record and show the beats ecgbio would use from it."""
-    from ecgbio.beats import extract_beats
-    from ecgbio.records import read_record
+    from ecgbio.beats import extract_beats, reading_leads
+    from ecgbio.records import read_record, stand_in_warnings
 
     config = beat_config(leads, rate, before, after, normalize, peak_method, min_quality)
     rec = read_record(
         record,
-        leads=config.leads,
+        leads=reading_leads(config, lead),
         rate=config.rate,
         min_duration_s=config.min_duration_s,
         max_duration_s=read_limit_s(max_minutes) or None,
@@ -643,13 +666,26 @@ def beats_cmd(
         "window_samples": config.window_samples,
         "heart_rate_bpm": _heart_rate(beats.peaks, config.rate),
         "quality_median": round(float(_median(beats.quality)), 4),
+        "warnings": stand_in_warnings(rec.leads, config.leads) if lead else [],
     }
+    dropped = [
+        f"{n} {why}"
+        for n, why in (
+            (beats.rejected - beats.clipped, "rejected for quality"),
+            (beats.clipped, "on a saturation rail"),
+            (beats.detected - len(beats) - beats.rejected,
+             "too close to the record's ends for a whole window"),
+        )
+        if n > 0
+    ]  # fmt: skip
     lines = [
-        f"{data['record']}: {len(beats)} beats kept of {beats.detected} detected "
-        f"({beats.rejected} rejected), {data['duration_s']} s, leads {','.join(rec.leads)}",
+        f"{data['record']}: {len(beats)} beats kept of {beats.detected} detected"
+        + (f" ({', '.join(dropped)})" if dropped else "")
+        + f", {data['duration_s']} s, leads {','.join(rec.leads)}",
         f"heart rate {data['heart_rate_bpm']} bpm, median quality {data['quality_median']}, "
         f"window {config.window_samples} samples at {config.rate} Hz",
     ] + [f"note: {n}" for n in rec.notes]
+    lines += [f"warning: {w}" for w in data["warnings"]]
     emit(data, as_json, lines)
 
 

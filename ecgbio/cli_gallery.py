@@ -82,6 +82,14 @@ CsvRate = Annotated[
         show_default=False,
     ),
 ]
+StandIn = Annotated[
+    str,
+    typer.Option(
+        "--lead",
+        help="The record's lead that stands in for the model's (a Holter's ECG1, AliveCor's "
+        "ECG); default: the model's own lead.",
+    ),
+]
 Far = Annotated[
     str,
     typer.Option(
@@ -101,6 +109,7 @@ def _open(
     model: str | None = None,
     max_minutes: float = DEFAULT_MAX_MINUTES,
     fs: float | None = None,
+    lead: str = "",
 ) -> Gallery:
     """Open (and so validate) the gallery first, then load the model and check it matches."""
     from ecgbio.gallery import Gallery
@@ -108,17 +117,19 @@ def _open(
     opened = Gallery.open(gallery)
     if model is not None:
         try:
-            opened.attach(_embedder(model, max_minutes, fs))
+            opened.attach(_embedder(model, max_minutes, fs, lead))
         except BaseException:
             opened.close()
             raise
     return opened
 
 
-def _embedder(model: str, max_minutes: float = DEFAULT_MAX_MINUTES, fs: float | None = None) -> Any:
+def _embedder(
+    model: str, max_minutes: float = DEFAULT_MAX_MINUTES, fs: float | None = None, lead: str = ""
+) -> Any:
     from ecgbio.embed import Embedder
 
-    return Embedder(model, read_limit_s=read_limit_s(max_minutes), fs=fs)
+    return Embedder(model, read_limit_s=read_limit_s(max_minutes), fs=fs, lead=lead or None)
 
 
 def read_limit_s(max_minutes: float) -> float:
@@ -141,6 +152,7 @@ def enroll(
     max_beats: MaxBeats = 0,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     fs: CsvRate = None,
+    lead: StandIn = "",
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace the templates of an enrolled id.")
     ] = False,
@@ -193,7 +205,7 @@ def enroll(
                     )
             if mode == "new":
                 existing.refuse_existing(person)  # before the slow part
-    embedder = _embedder(model, max_minutes, fs)
+    embedder = _embedder(model, max_minutes, fs, lead)
     # refusals happen here, before a new gallery is created
     embeddings = embed_for_enrolment(embedder, person, records, max_beats, gate)
     opened, created = Gallery.open_or_create(
@@ -223,13 +235,14 @@ def identify(
     max_beats: MaxBeats = 0,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     fs: CsvRate = None,
+    lead: StandIn = "",
     as_json: AsJson = False,
 ) -> None:
     """Who is this? Ranked candidates; 'unknown' unless the best passes the threshold and margin.
 
     Exit code 0 when someone is recognised, 1 when unknown, 2 on error.
     """
-    with _open(gallery, model, max_minutes, fs) as opened:
+    with _open(gallery, model, max_minutes, fs, lead) as opened:
         result = opened.identify(
             record, top_k=top_k, far=far, threshold=threshold, margin=margin, max_beats=max_beats
         )
@@ -251,13 +264,14 @@ def verify(
     max_beats: MaxBeats = 0,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     fs: CsvRate = None,
+    lead: StandIn = "",
     as_json: AsJson = False,
 ) -> None:
     """Is this the claimed person? Exit code 0 accept, 1 reject, 2 error."""
     from ecgbio.gallery.gallery import check_person_id
 
     check_person_id(claim, "--claim")
-    with _open(gallery, model, max_minutes, fs) as opened:
+    with _open(gallery, model, max_minutes, fs, lead) as opened:
         result = opened.verify(claim, record, far=far, threshold=threshold, max_beats=max_beats)
     emit(result.to_dict(), as_json, result.lines())
     if not result.accepted:

@@ -22,6 +22,7 @@ from ecgbio.gallery.store import FINGERPRINT_VERSION, binding_fingerprint
 from ecgbio.store import BeatStore
 
 if TYPE_CHECKING:
+    from ecgbio.records import Signal
     from ecgbio.runs import Run
 
 
@@ -118,7 +119,9 @@ class Embedder:
         threads: int = 0,
         read_limit_s: float = READ_LIMIT_S,
         fs: float | None = None,
+        lead: str | None = None,
     ) -> None:
+        from ecgbio.beats import reading_leads
         from ecgbio.gallery.thresholds import MODEL_THRESHOLDS_FILE, read_table
         from ecgbio.runs import load_run
 
@@ -140,28 +143,62 @@ class Embedder:
         self.read_limit_s = float(read_limit_s)
         #: sampling rate (Hz) of CSV records without a time column (``--fs``); None: none given
         self.fs = fs
+        #: the records' lead read in place of the model's (``--lead``: a Holter's ``ECG1``); None:
+        #: the model's own leads. Results say which lead was read (:attr:`RecordEmbedding.leads`).
+        self.lead = lead or None
+        self.read_leads = reading_leads(self.beat_config, self.lead)  # refused early when wrong
 
     def embed_waves(self, waves: np.ndarray) -> np.ndarray:
         """(n, leads, samples) beats -> (n, d) unit vectors."""
         return embed_waves(self.run.backbone, waves)
 
-    def embed_record(self, path: str | Path, max_beats: int = 0) -> RecordEmbedding:
-        """Read, cut and embed one record; ``max_beats`` keeps the first k usable beats. At
-        most the first :attr:`read_limit_s` seconds are read (a 24-hour Holter record lends
-        enrolment or a probe its first minutes, not 13 GB of memory)."""
-        from ecgbio.beats import beats_from_file
+    def embed_record(self, path: str | Path | Signal, max_beats: int = 0) -> RecordEmbedding:
+        """Read, cut and embed one record (a path, or a :class:`~ecgbio.records.Signal` in
+        memory); ``max_beats`` keeps the first k usable beats. At most the first
+        :attr:`read_limit_s` seconds are read (a 24-hour Holter record lends enrolment or a probe
+        its first minutes, not 13 GB of memory)."""
+        from ecgbio.beats import extract_beats
+        from ecgbio.records import Signal, read_record, record_file
 
-        beats = beats_from_file(path, self.beat_config, self.read_limit_s or None, self.fs)
+        config = self.beat_config
+        rec = read_record(
+            path,
+            leads=self.read_leads,
+            rate=config.rate,
+            min_duration_s=config.min_duration_s,
+            max_duration_s=self.read_limit_s or None,
+            fs=self.fs,
+        )
+        beats = extract_beats(rec, config)
         waves = beats.waves[:max_beats] if max_beats else beats.waves
         emb = self.embed_waves(waves)
         _, template = record_templates(emb, np.zeros(len(emb), dtype=np.int64))
         return RecordEmbedding(
-            path=str(path),
+            path=record_file(path) if isinstance(path, Signal) else str(path),
             beats=emb,
             template=template[0],
             quality=beats.quality[: len(emb)],
             detected=beats.detected,
+            leads=tuple(rec.leads),
         )
+
+    def embed_signal(
+        self,
+        signal: np.ndarray,
+        fs: float,
+        leads: Sequence[str] | str = ("I",),
+        name: str = "signal",
+        max_beats: int = 0,
+    ) -> RecordEmbedding:
+        """:meth:`embed_record` for an array in memory: ``signal`` in millivolts, ``(samples,
+        leads)`` (a 1-d array: one lead; ``(leads, samples)`` is recognised by its shape), at
+        ``fs`` Hz, its leads named by ``leads``. The same checks as a record file (NaN, flat,
+        amplitudes, rails, sampling rate, resampling to the model's rate); errors and the result
+        name it ``<name>``."""
+        from ecgbio.records import Signal
+
+        leads = tuple(leads.split(",")) if isinstance(leads, str) else tuple(leads)
+        return self.embed_record(Signal(signal, fs, leads, name), max_beats)
 
 
 def model_binding(run: Run, thresholds: dict[str, Any] | None) -> dict[str, Any]:
@@ -199,6 +236,8 @@ class RecordEmbedding:
     template: np.ndarray
     quality: np.ndarray
     detected: int
+    #: the record's leads that were read (``("ECG1",)`` where it stood in for the model's ``I``)
+    leads: tuple[str, ...] = ()
 
     @property
     def n_beats(self) -> int:

@@ -524,7 +524,7 @@ def evaluate_run(
         )
     figures = {
         "protocol": name,
-        "warnings": _training_data_warnings(run, store),
+        "warnings": _training_data_warnings(run, store) + lead_warnings(run.beat, store),
         "model": str(run.root),
         "store": str(store.root),
         "enrol_beats": enrol_beats,
@@ -564,6 +564,26 @@ def _training_data_warnings(run: Any, store: BeatStore) -> list[str]:
             "not those of people it never saw"
         ]
     return []
+
+
+def lead_warnings(beat: Any, store: BeatStore) -> list[str]:
+    """Say so when the store's records were read from another lead than the model's: a lead
+    standing in (``prepare wfdb --lead``, MIT-BIH's MLII, CinC's ECG) or a store prepared from
+    another lead. Compares the records table's ``leads`` (what was read) with the model's."""
+    from ecgbio.records import stand_in_warnings
+
+    records = store.records
+    if "leads" not in records.columns:
+        return []
+    ok = records[records["status"] == "ok"] if "status" in records.columns else records
+    counts = ok["leads"].astype(str).value_counts()
+    out: list[str] = []
+    for read, n in counts.items():
+        where = f" in {n} of {len(ok)} records" if n < len(ok) else ""
+        for text in stand_in_warnings(str(read).split(","), list(beat.leads), where):
+            if text not in out:
+                out.append(text)
+    return out
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -126,6 +126,116 @@ class Recording:
         return np.ones(self.signal.shape[1], bool) if self.mask is None else self.mask
 
 
+@dataclass(frozen=True, eq=False)
+class Signal:
+    """An ECG already in memory, accepted wherever a record path is (:func:`read_record`,
+    :meth:`ecgbio.Embedder.embed_record`, :class:`ecgbio.Gallery`'s ``enroll``, ``identify`` and
+    ``verify``), through the same checks as a record read from a file.
+
+    Attributes:
+        samples: millivolts, ``(samples, leads)`` as WFDB's ``p_signal`` and a CSV table hold
+            them; a 1-d array is one lead. A ``(leads, samples)`` array (as
+            :attr:`Recording.signal`) is recognised by its shape: the axis as long as ``leads``
+            is the leads' (a square array is read as ``(samples, leads)``).
+        fs: sampling rate in Hz.
+        leads: lead names, one per lead (``("I",)``, or ``"I,II"``).
+        name: what messages, results and gallery templates call it (``<name>``).
+        session: recording date ``YYYY-MM-DD``, or ``""``.
+    """
+
+    samples: np.ndarray
+    fs: float
+    leads: tuple[str, ...] | str = ("I",)
+    name: str = "signal"
+    session: str = ""
+
+    @property
+    def label(self) -> str:
+        """``<name>``: how errors and results name it (never mistaken for a file)."""
+        return f"<{self.name}>"
+
+
+def is_signal_label(text: str) -> bool:
+    """Whether ``text`` is a :attr:`Signal.label` rather than a file path."""
+    return text.startswith("<") and text.endswith(">")
+
+
+def read_signal(
+    signal: Signal,
+    leads: tuple[str, ...] | str = ("I",),
+    rate: float | None = None,
+    min_duration_s: float = 2.0,
+    max_duration_s: float | None = None,
+) -> Recording:
+    """A :class:`Signal` as a :class:`Recording`: its ``leads`` kept (or repeated: a stand-in),
+    then the checks every record goes through (:func:`check_magnitude`, :func:`_checked`)."""
+    label = Path(signal.label)
+    names = tuple(
+        s.strip()
+        for s in (signal.leads.split(",") if isinstance(signal.leads, str) else signal.leads)
+    )
+    if isinstance(leads, str):
+        leads = tuple(s.strip() for s in leads.split(",") if s.strip())
+    try:
+        x = np.array(signal.samples, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"samples are not numbers ({_describe(exc)})", label) from exc
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or not x.size:
+        raise RecordError(
+            f"expected a (samples, leads) array of millivolts, got shape {x.shape}", label
+        )
+    if not names or any(not n for n in names):
+        raise RecordError("name every lead of the signal (leads=('I',) ...)", label)
+    if x.shape[1] != len(names):
+        if x.shape[0] != len(names):
+            raise RecordError(
+                f"{len(names)} lead name(s) ({', '.join(names)}) for an array of shape "
+                f"{x.shape}: expected (samples, {len(names)})",
+                label,
+            )
+        x = x.T
+    try:
+        fs = float(signal.fs)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"sampling rate {signal.fs!r} is not a number", label) from exc
+    if not math.isfinite(fs) or not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
+        raise RecordError(
+            f"sampling rate {fs:g} Hz is outside {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz", label
+        )
+    keep = select_leads(names, leads, label)
+    data = x.T[keep]  # (leads, samples), a copy
+    notes = []
+    if max_duration_s is not None and data.shape[1] > max(1, int(max_duration_s * fs)):
+        limit = max(1, int(max_duration_s * fs))
+        notes.append(f"read the first {_duration(limit / fs)} of {_duration(data.shape[1] / fs)}")
+        data = data[:, :limit]
+    kept = tuple(names[i] for i in keep)
+    scales = ["units mV"] * len(kept)
+    check_magnitude(data, kept, scales, label)
+    recording = Recording(
+        path=label, signal=data, fs=fs, leads=kept, session=signal.session, notes=tuple(notes)
+    )
+    return _checked(recording, label, scales, lambda: [None] * len(kept), rate, min_duration_s)
+
+
+def stand_in_warnings(read: Sequence[str], model: Sequence[str], where: str = "") -> list[str]:
+    """One warning per lead that was read in place of the model's own (a stand-in, or a store
+    prepared from another lead): ``lead ECG1 stands in for the model's lead I: ...``."""
+    out = []
+    for got, wanted in zip(read, model, strict=False):
+        if wanted.lower() == ALL_LEADS or normalize_lead_name(got) == normalize_lead_name(wanted):
+            continue
+        text = (
+            f"lead {got} stands in for the model's lead {wanted}{where}: the model was trained on "
+            f"lead {wanted}, so scores on another lead are less reliable"
+        )
+        if text not in out:
+            out.append(text)
+    return out
+
+
 def record_path(path: str | Path) -> Path:
     """Accept ``rec``, ``rec.hea`` or ``rec.dat`` and return the record path without extension."""
     p = Path(path)
@@ -144,8 +254,10 @@ def record_file_format(path: str | Path) -> str:
 def record_file(path: str | Path) -> str:
     """The file that messages about a record name: an EDF, BDF or CSV file itself, or a WFDB
     record's ``.hea``."""
+    if isinstance(path, Signal):
+        return path.label
     text = os.fspath(path)
-    if record_file_format(text) != "wfdb" or text.endswith(".hea"):
+    if record_file_format(text) != "wfdb" or text.endswith(".hea") or is_signal_label(text):
         return text
     return text + ".hea"
 
@@ -255,7 +367,7 @@ def _keep_channels(rec: object, keep: list[int]) -> None:
 
 
 def read_record(
-    path: str | Path,
+    path: str | Path | Signal,
     leads: tuple[str, ...] | str = ("I",),
     rate: float | None = None,
     min_duration_s: float = 2.0,
@@ -267,8 +379,10 @@ def read_record(
     (``.csv``; see :mod:`ecgbio.formats`). Every format then goes through the same checks.
 
     Args:
-        path: record path, with or without ``.hea``; or an ``.edf``, ``.bdf`` or ``.csv`` file.
-        leads: lead names (``("I",)``, ``"I,II"``) or ``"all"``.
+        path: record path, with or without ``.hea``; or an ``.edf``, ``.bdf`` or ``.csv`` file;
+            or a :class:`Signal` (an array in memory, :func:`read_signal`).
+        leads: lead names (``("I",)``, ``"I,II"``) or ``"all"``; a name repeated reads that lead
+            in place of several (a stand-in: ``("ECG1",)`` for a model of lead I).
         rate: target sampling rate in Hz; ``None`` keeps the record's own.
         min_duration_s: refuse records shorter than this (after cropping defects).
         max_duration_s: read at most the first this many seconds (``None``: all). Only those
@@ -279,6 +393,8 @@ def read_record(
     Raises:
         RecordError: with a one-line message naming the file and the problem.
     """
+    if isinstance(path, Signal):
+        return read_signal(path, leads, rate, min_duration_s, max_duration_s)
     if isinstance(leads, str):
         leads = tuple(s.strip() for s in leads.split(",") if s.strip())
     if record_file_format(path) != "wfdb":

@@ -66,6 +66,7 @@ from ecgbio.gallery.thresholds import (
 
 if TYPE_CHECKING:
     from ecgbio.embed import Embedder, RecordEmbedding
+    from ecgbio.records import Signal
 
 ENROL_MODES = ("new", "replace", "append")
 MAX_NAME = 200
@@ -294,7 +295,7 @@ class Gallery:
     def enroll(
         self,
         person: str,
-        records: Sequence[str | os.PathLike[str]],
+        records: Sequence[str | os.PathLike[str] | Signal],
         mode: str = "new",
         max_beats: int = 0,
         gate: QualityGate | None = None,
@@ -325,14 +326,22 @@ class Gallery:
         _check_choice("enrol mode", mode, ENROL_MODES)
         if not embeddings:
             raise GalleryError(f"no records given to enrol {person!r}")
-        return self._store(
+        result = self._store(
             person,
             [e.template for e in embeddings],
-            [os.path.abspath(e.path) for e in embeddings],
+            [_record_name(e.path) for e in embeddings],
             [e.n_beats for e in embeddings],
             [e.consistency() for e in embeddings],
             mode,
         )
+        from ecgbio.records import stand_in_warnings
+
+        model_leads = (self.store.meta.get("beat_config") or {}).get("leads") or ()
+        for e in embeddings:
+            for note in stand_in_warnings(e.leads, model_leads):
+                if note not in result.notes:
+                    result.notes.append(note)
+        return result
 
     def enroll_vectors(
         self,
@@ -583,15 +592,20 @@ class Gallery:
         return self.embedder
 
     def _probe(self, probe: Any, max_beats: int) -> tuple[np.ndarray, dict[str, Any], list[str]]:
-        """A probe (record path, RecordEmbedding or vector) -> unit vector, facts, warnings."""
+        """A probe (record path, :class:`~ecgbio.records.Signal`, RecordEmbedding or vector) ->
+        unit vector, facts, warnings (a low-quality probe; a lead standing in for the model's)."""
         from ecgbio.embed import RecordEmbedding
+        from ecgbio.records import Signal, stand_in_warnings
 
-        if isinstance(probe, (str, os.PathLike)):
+        if isinstance(probe, (str, os.PathLike, Signal)):
             probe = self._need_embedder("identifying a record").embed_record(probe, max_beats)
         if isinstance(probe, RecordEmbedding):
             consistency = probe.consistency()
             info = {"record": probe.path, "beats": probe.n_beats, "consistency": consistency}
-            warnings = []
+            if probe.leads:
+                info["leads"] = list(probe.leads)
+            model_leads = (self.store.meta.get("beat_config") or {}).get("leads") or ()
+            warnings = stand_in_warnings(probe.leads, model_leads)
             gate = QualityGate()
             if probe.n_beats < gate.min_beats or consistency < gate.min_consistency:
                 warnings.append(
@@ -624,7 +638,7 @@ class Gallery:
 def embed_for_enrolment(
     embedder: Embedder,
     person: str,
-    records: Sequence[str | os.PathLike[str]],
+    records: Sequence[str | os.PathLike[str] | Signal],
     max_beats: int = 0,
     gate: QualityGate | None = None,
 ) -> list[RecordEmbedding]:
@@ -640,7 +654,7 @@ def embed_for_enrolment(
     check_person_id(person)
     if not records:
         raise GalleryError(f"no records given to enrol {person!r}")
-    paths = [os.path.abspath(os.fspath(r)) for r in records]
+    paths = [_record_name(r) for r in records]
     twice = {p for p in paths if paths.count(p) > 1}
     if twice:
         raise GalleryError(f"record listed twice: {sorted(twice)[0]}")
@@ -724,10 +738,20 @@ def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
         raise GalleryError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _hea(record: str | os.PathLike[str]) -> str:
+def _hea(record: str | os.PathLike[str] | Signal) -> str:
     from ecgbio.records import record_file
 
     return record_file(record)
+
+
+def _record_name(record: str | os.PathLike[str] | Signal) -> str:
+    """How a gallery names an enrolled record: a file's absolute path, a signal's ``<name>``."""
+    from ecgbio.records import Signal, is_signal_label, record_file
+
+    if isinstance(record, Signal):
+        return record_file(record)
+    text = os.fspath(record)
+    return text if is_signal_label(text) else os.path.abspath(text)
 
 
 def _calibration_summary(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
