@@ -584,7 +584,13 @@ def evaluate_cmd(
     if "norm" in figures:
         head += f" (score norm {figures['norm']})"
     warnings = [f"warning: {w}" for w in figures.get("warnings", [])]
-    emit(figures, as_json, [f"{head}: " + _figures_line(figures), *warnings])
+    wrote = []
+    if out is not None:
+        names = [n for n in ("metrics.json", "scores.npz") if (Path(out) / n).is_file()]
+        wrote = [
+            f"wrote {', '.join(str(Path(out) / n) for n in names)}; `ecgbio report {out}` draws them"
+        ]
+    emit(figures, as_json, [f"{head}: " + _figures_line(figures), *warnings, *wrote])
 
 
 def _figures_line(figures: dict[str, Any]) -> str:
@@ -713,7 +719,18 @@ def store_info(
         "config": st.manifest.get("config"),
         "created": st.manifest.get("created"),
     }
-    lines = [f"{k:22s} {v}" for k, v in data.items() if k != "config"]
+    summary = st.manifest.get("summary") or {}
+    data["rejected_reasons"] = summary.get("rejected_reasons", {})
+    data["repaired"] = summary.get("repaired", {})
+    lines = [
+        f"{k:22s} {v}"
+        for k, v in data.items()
+        if k not in ("config", "rejected_reasons", "repaired")
+    ]
+    lines += [f"rejected               {n} x {why}" for why, n in data["rejected_reasons"].items()]
+    lines += [
+        f"repaired               {n} record(s): {what}" for what, n in data["repaired"].items()
+    ]
     lines.append("config                 " + json.dumps(data["config"]))
     emit(data, as_json, lines)
 

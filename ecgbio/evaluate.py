@@ -130,8 +130,9 @@ def evaluate_match(
                     od = score_arrays(scores[other_day], g_persons, p_persons[other_day])
                     scores_out.update({f"other_day_{key}": v for key, v in od.items()})
         by_k[str(k or "all")] = {key: figures[key] for key in ("rank1", "eer")}
-    if len(enrol_beats) > 1:
-        out["by_enrol_beats"] = by_k
+    if len(enrol_beats) > 1:  # in increasing enrolment, whichever was the headline: 1, 3 ... all
+        rank = {str(k or "all"): k or float("inf") for k in enrol_beats}
+        out["by_enrol_beats"] = dict(sorted(by_k.items(), key=lambda kv: rank[kv[0]]))
     out["norm"] = norm
     if classes is not None:
         out["softmax"] = _softmax_closed_set(

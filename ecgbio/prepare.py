@@ -113,7 +113,7 @@ class PrepareSummary:
         for reason, count in sorted(self.rejected_reasons.items(), key=lambda kv: -kv[1]):
             out.append(f"rejected     {count} x {reason}")
         for note, count in sorted(self.repaired.items(), key=lambda kv: -kv[1]):
-            out.append(f"repaired     {count} x {note}")
+            out.append(f"repaired     {count} record(s): {note}")
         return out
 
 
@@ -488,7 +488,7 @@ def _summarize(
     per_person = ok.groupby("person")["record"].nunique()
     rejected = records[records["status"] != "ok"]
     reasons = Counter(_reason_kind(r) for r in rejected["reason"])
-    repaired = Counter(_reason_kind(n) for notes in ok["notes"] for n in notes.split("; ") if n)
+    repaired = Counter(_repair_kind(n) for notes in ok["notes"] for n in notes.split("; ") if n)
     return PrepareSummary(
         store=str(out),
         records_total=len(records),
@@ -508,6 +508,19 @@ def _summarize(
 def _reason_kind(message: str) -> str:
     """Group rejection messages: drop the path, replace numbers with N."""
     text = message.split(": ", 1)[1] if ": " in message else message
+    return re.sub(r"\d+(\.\d+)?", "N", text)
+
+
+def _repair_kind(note: str) -> str:
+    """Group what was done to records by its kind, without its numbers: ``constant run of 2048
+    samples at 0 (cropped)`` -> ``constant run cropped at an edge``."""
+    text = re.sub(r" of \d+ samples at \d+", "", note)
+    text = text.replace("constant run (cropped)", "constant run cropped at an edge")
+    text = text.replace("constant run", "constant run masked inside the record", 1) if (
+        text == "constant run") else text  # fmt: skip
+    text = re.sub(r"^interpolated \d+ NaN samples$", "NaN samples interpolated", text)
+    text = re.sub(r"^read the first .*", "read in part (a long record)", text)
+    text = re.sub(r"^clipped \(saturated\).*", "clipped (saturated): beats on a rail dropped", text)
     return re.sub(r"\d+(\.\d+)?", "N", text)
 
 

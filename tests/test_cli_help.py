@@ -72,3 +72,21 @@ def test_train_defaults_are_the_default_model_s_recipe(tmp_path):
     assert plain.exit_code == 0, plain.output  # no time augmentation to refuse without --augment
     train = json.loads((tmp_path / "p" / "config.json").read_text())["train"]
     assert train["augment_stretch"] == 0 and not train["augment"]
+
+
+def test_everyday_output_says_what_happened(tmp_path):
+    """#14 item 8: the wording a newcomer tripped on."""
+    from ecgbio.gallery.results import _point_line
+    from ecgbio.gallery.thresholds import OperatingPoint
+    from ecgbio.prepare import _repair_kind
+
+    far = _point_line(OperatingPoint(0.6307, "far=0.01", 0.01, "model"))
+    assert far == "threshold 0.6307: set for 1 % false accepts, from the model's validation persons"
+    zero = _point_line(OperatingPoint(0.9, "far=0.001", 0.0, "gallery"))
+    assert "FAR 0" not in zero and "no false accept" in zero
+    eer = _point_line(OperatingPoint(0.5, "eer", 0.05, "gallery"))
+    assert "equal-error rate (5 % false accepts and rejects)" in eer
+    assert _repair_kind("constant run of 2048 samples at 0 (cropped)") == (
+        "constant run cropped at an edge"
+    )
+    assert _repair_kind("interpolated 12 NaN samples") == "NaN samples interpolated"

@@ -96,7 +96,7 @@ def test_enroll_identify_verify_exit_codes_and_json(cohort, enrolled):
 
     reject = run("verify", *common, "--claim", person, stranger)
     assert reject.exit_code == 1 and reject.stdout.startswith("reject"), reject.output
-    assert "set for FAR 0.01" in reject.stdout
+    assert "set for 1 % false accepts" in reject.stdout
 
     assert run("verify", *common, "--claim", person, stranger, "--far", "eer").exit_code == 1
     assert_one_line_error(
@@ -140,7 +140,7 @@ def test_re_enrol_rules(cohort, enrolled):
     assert appended.exit_code == 0 and json.loads(appended.stdout)["templates"] == 2
     replaced = run(*common, second, "--replace")
     assert replaced.exit_code == 0, replaced.output
-    assert "re-enrolled (replaced)" in replaced.stdout and "2 replaced" in replaced.stdout
+    assert "replacing the earlier enrolment" in replaced.stdout and "2 replaced" in replaced.stdout
     assert_one_line_error(
         run(*common[:-1], "other", second, "--template-mode", "mean"),
         "gallery already uses --template-mode each",

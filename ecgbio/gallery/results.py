@@ -27,10 +27,15 @@ class EnrolResult:
 
     def lines(self) -> list[str]:
         per = " + ".join(str(r["beats"]) for r in self.records)
-        verb = {"new": "enrolled", "replace": "re-enrolled (replaced)", "append": "appended to"}
+        n = len(self.records)
+        what = {
+            "new": f"enrolled from {n} record(s)",
+            "replace": f"re-enrolled from {n} record(s), replacing the earlier enrolment",
+            "append": f"{n} record(s) added to the enrolment",
+        }[self.mode]
+        beats = f"{self.beats} beats used" + (f" ({per})" if n > 1 else "")
         out = [
-            f"{self.person}: {verb[self.mode]} from {len(self.records)} record(s), "
-            f"{self.beats} beats used ({per}); {self.templates} template(s) stored"
+            f"{self.person}: {what}, {beats}; {self.templates} template(s) stored"
             + (f", {self.removed_templates} replaced" if self.removed_templates else "")
         ]
         out += [
@@ -127,6 +132,33 @@ class Verification:
         ] + [f"warning: {w}" for w in self.warnings]
 
 
+#: Where a threshold came from, in words.
+_SOURCES = {
+    "gallery": "this gallery's calibration",
+    "model": "the model's validation persons",
+    "manual": "given with --threshold",
+    "default": "a default, not calibrated",
+}
+
+
+def _percent(rate: float) -> str:
+    return f"{100 * rate:.2g} %"
+
+
 def _point_line(point: OperatingPoint) -> str:
-    far = "FAR unknown" if point.far is None else f"set for FAR {point.far:g}"
-    return f"threshold {point.threshold:.4f} ({point.point}, {far}, from {point.source})"
+    """The threshold and what it means, in words (never 'FAR 0': a rate too small to measure
+    on the scores it was set on is said to be so)."""
+    source = _SOURCES.get(point.source, point.source)
+    if point.point == "eer":
+        meaning = (
+            "set at the equal-error rate"
+            if point.far is None
+            else f"set at the equal-error rate ({_percent(point.far)} false accepts and rejects)"
+        )
+    elif point.far is None:
+        meaning = "false-accept rate unknown"
+    elif point.far == 0:
+        meaning = "no false accept among the scores it was set on"
+    else:
+        meaning = f"set for {_percent(point.far)} false accepts"
+    return f"threshold {point.threshold:.4f}: {meaning}, from {source}"
