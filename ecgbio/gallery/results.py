@@ -92,7 +92,7 @@ class Identification:
     def lines(self) -> list[str]:
         out = [f"identified: {self.person}" if self.person else "unknown", f"  ({self.reason})"]
         out += [f"  {c.rank}. {c.person:30s} {c.score:.4f}" for c in self.candidates]
-        out.append(_point_line(self.operating_point) + f", margin {self.margin:g}")
+        out.append(_point_line(self.operating_point) + f"; margin {self.margin:g} over the second")
         return out + [f"warning: {w}" for w in self.warnings]
 
 
