@@ -364,7 +364,10 @@ def gallery_calibrate(
     as_json: AsJson = False,
     gallery_option: GalleryAlso = None,
 ) -> None:
-    """Set thresholds from the enrolled persons themselves (used before the model's)."""
+    """Set thresholds from the enrolled persons themselves (used before the model's).
+
+    It needs at least two persons and persons enrolled from two or more records (enroll
+    --append): their records compared with each other are the genuine scores."""
     gallery = _gallery_path(gallery, gallery_option)
     with _open(gallery) as opened:
         if clear:
@@ -376,9 +379,15 @@ def gallery_calibrate(
         f"calibrated on {result['persons']} persons ({result['persons_multi']} with >= 2 "
         f"templates): {result['genuine']} genuine, {result['impostor']} impostor scores; "
         f"EER {result['eer']:.2%}"
-    ] + [f"  {name:10s} threshold {p['threshold']:.4f}" for name, p in result["points"].items()]
+    ]
+    for name, p in result["points"].items():
+        flag = "--far eer" if name == "eer" else f"--far {name.split('=', 1)[1]}"
+        lines.append(
+            f"  {name:10s} threshold {p['threshold']:.4f}: identify and verify {flag} use it"
+        )
     lines += [
-        f"  far={far:g}: not set ({result['impostor']} impostor scores are too few)"
+        f"  far={far:g}: not set ({result['impostor']} impostor scores are too few to measure "
+        f"a {100 * far:g} % false-accept rate): --far {far:g} keeps the model's threshold"
         for far in result["skipped_fars"]
     ]
     emit({"gallery": str(gallery), **result}, as_json, lines)

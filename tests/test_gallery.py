@@ -290,7 +290,7 @@ def test_calibrate_refuses_too_few_genuine_scores(cohort, tmp_path):
     gallery = new_gallery(cohort, tmp_path / "g")
     for i, vectors in enumerate(clustered(5, 1, noise=0.1)):
         gallery.enroll_vectors(f"p{i}", vectors)
-    with pytest.raises(GalleryError, match=r"0 genuine scores .* enrol more records"):
+    with pytest.raises(GalleryError, match=r"gives 0 genuine scores .* enrol another record"):
         gallery.calibrate()
     one = new_gallery(cohort, tmp_path / "one")
     one.enroll_vectors("p", clustered(1, 3, noise=0.1)[0])

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ecgbio.errors import option
 from ecgbio.gallery.errors import GalleryError
 from ecgbio.metrics.verification import eer, far_frr, threshold_at_far
 
@@ -107,9 +108,13 @@ def calibrate(
         )
     gen, imp = calibration_scores(vectors, owners, mode, seed)
     if gen.size < min_genuine:
+        append = option("--append", "mode='append'")
         raise GalleryError(
-            f"cannot calibrate: {gen.size} genuine scores from {multi} persons with >= 2 templates "
-            f"(need {min_genuine}); enrol more records per person (--append); nothing stored",
+            f"cannot calibrate yet: it compares each person's records with each other (genuine "
+            f"scores), so it needs persons enrolled from two or more records; this gallery gives "
+            f"{gen.size} genuine scores from {multi} such persons (need {min_genuine}): enrol "
+            f"another record of more persons ({append}); nothing "
+            "stored",
             where or None,
         )
     result = eer(gen, imp)

@@ -150,11 +150,14 @@ def _point_line(point: OperatingPoint) -> str:
     on the scores it was set on is said to be so)."""
     source = _SOURCES.get(point.source, point.source)
     if point.point == "eer":
-        meaning = (
-            "set at the equal-error rate"
-            if point.far is None
-            else f"set at the equal-error rate ({_percent(point.far)} false accepts and rejects)"
-        )
+        if point.far is None:
+            meaning = "set at the equal-error rate"
+        elif point.far == 0:
+            meaning = "set at the equal-error rate (no error among the scores it was set on)"
+        else:
+            meaning = (
+                f"set at the equal-error rate ({_percent(point.far)} false accepts and rejects)"
+            )
     elif point.far is None:
         meaning = "false-accept rate unknown"
     elif point.far == 0:
