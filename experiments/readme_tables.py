@@ -20,8 +20,9 @@ from ecgbio.provenance import REPO
 RESULTS = REPO / "experiments" / "results"
 README = REPO / "README.md"
 MODEL_CARD = REPO / "docs" / "model-card.md"
+RESULTS_DOC = REPO / "docs" / "results.md"
 #: The documents whose ``<!-- results:NAME -->`` blocks are rendered from the results files.
-DOCUMENTS = (README, MODEL_CARD)
+DOCUMENTS = (README, MODEL_CARD, RESULTS_DOC)
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -292,8 +293,23 @@ def default_summary_table() -> str:
             f"`{d['command']}` |",
             f"| ECG-ID, never seen ({fig['persons']} persons, {fig['probes']} probes) | "
             f"{fig['rank1']:.3f} / {100 * fig['eer']:.1f} % | `{e['command']}` |",
+            *_speed_row(),
         ]
     )
+
+
+def _speed_row() -> list[str]:
+    """The README's line on speed: one 10 s record identified, warm, one thread."""
+    path = REPO / "benchmarks" / "results" / "real_speed.json"
+    if not path.exists():
+        return []
+    d = json.loads(path.read_text())
+    ident = d["identify"]
+    ms = next(iter(ident["probes"].values()))["ms"]["identify"]["median_ms"]
+    return [
+        f"| speed: identify one 10 s record against {ident['gallery_persons']} persons (model "
+        f"loaded, 1 thread, {d['hardware']['cpu']}) | {ms:.1f} ms median | `{d['command']}` |"
+    ]
 
 
 def default_variants_table() -> str:
