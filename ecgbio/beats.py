@@ -43,8 +43,9 @@ DETECTORS = (
 QUALITY_CONTEXT_S = (0.25, 0.45)
 #: A record where more than this share of the beats touch a saturation rail
 #: (:attr:`ecgbio.records.Recording.rail`) is refused as clipped; below it those beats are dropped.
-#: On the real records of ../shared/data no clean record has any beat on a rail (one MIT-BIH 116
-#: beat of 2,337, already rejected for quality); a clipped record has most of its beats on one.
+#: A clean record has hardly a beat on a rail and a clipped one most of its beats, so the share
+#: separates them with room either side:
+#: measured by experiments/record_bounds.py (results/record-bounds.json).
 MAX_CLIPPED_SHARE = 0.2
 #: Detectors whose authors prescribe their own pre-filter (``neurokit2.ecg_clean`` method).
 _DETECTOR_CLEAN = {

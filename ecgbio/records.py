@@ -52,21 +52,16 @@ CONSTANT_RUN_S = 0.5
 MAX_NAN_FRACTION = 0.2
 #: Median-beat peak-to-peak amplitude (mV, cleaned signal, at 100 Hz) a body can produce at the
 #: skin: checked on the beats (:func:`ecgbio.beats.check_amplitude`), quoted by the flat-lead
-#: message here. Measured on the real records of ../shared/data: ECG-ID lead I 0.18-1.52 mV (310
-#: records); PTB-XL all 12 leads 0.051 (aVL) - 9.08 mV (V2) (1,986 records); MIT-BIH first lead
-#: 0.38-3.86 mV (48); CinC 2017 0.021-4.81 mV (8,521; the lowest is labelled too noisy). The
-#: bounds sit a factor of 2 beyond those extremes; a unit or gain 1000x off (V or uV for mV)
-#: lands far outside them.
+#: message here. The bounds sit about a factor of 2 beyond the real databases' extremes, so no
+#: real record is refused, while a unit or gain 1000x off (V or uV for mV) lands far outside them;
+#: measured by experiments/record_bounds.py (results/record-bounds.json).
 AMPLITUDE_MV = (0.01, 20.0)
 #: Saturation. A lead's maximum (or minimum) value is a rail - the recorder clipped there - when
 #: the lead sits on it in at least ``RAIL_MIN_RUNS`` runs of >= 2 identical samples, or in one
 #: run of at least ``RAIL_LONG_RUN_S``, or, when the value is the converter's limit (the header's
-#: adc_res/adc_zero, or the format's range), in any run of >= 2 samples. Measured at the native
-#: rate on lead I (ECG-ID 310, PTB-XL 1,987 records) and the first lead (MIT-BIH 48, CinC 2017
-#: 8,528): a clean record's extreme value is held in at most 2 runs of >= 2 samples (14 CinC
-#: records, 1 ECG-ID; at most 1 in PTB-XL and MIT-BIH) and for at most 47 ms (CinC, 14 samples at
-#: 300 Hz). Flagged: MIT-BIH 116 (MLII on the converter's limits 0 and 2047 for up to 736 ms) and,
-#: reading all 12 leads, PTB-XL 01458 (V5 flat at its minimum for the last 270 ms).
+#: adc_res/adc_zero, or the format's range), in any run of >= 2 samples. The thresholds sit above
+#: what a clean record's extreme value does by chance (a few short runs) and below a clipped lead's
+#: many or long ones; measured by experiments/record_bounds.py (results/record-bounds.json).
 RAIL_MIN_RUNS = 4
 RAIL_LONG_RUN_S = 0.1
 #: Sample range of each WFDB storage format (the lowest code of 16-bit and 212 formats is WFDB's
