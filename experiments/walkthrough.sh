@@ -12,10 +12,10 @@ cd "$work" || exit 2
 rm -rf people
 ln -sfn "$repo/../shared/data/ecg-id-database-1.0.0" ecgid
 
-run() {  # echo the command as typed (with its comment), then run it
+run() {  # echo the command as typed (with its comment), then run it; paths shown relative
   local comment="$1"; shift
   echo "\$ ecgbio $*${comment:+     # $comment}"
-  "$ecgbio" "$@"
+  "$ecgbio" "$@" 2>&1 | sed "s|$work/||g"
 }
 run "" enroll ecgid/Person_01/rec_1.hea --gallery people --id person01
 run "" enroll ecgid/Person_02/rec_1.hea --gallery people --id person02

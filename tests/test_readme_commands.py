@@ -9,7 +9,7 @@ The commands run verbatim in a folder under tmp_path holding what their placehol
 (records of 45 patients from the shared subset, as ``ptbxl_database.csv`` + ``records100/``),
 ``path/to/record.hea``, ``alice_rec1.hea``, ``probe.hea``, ``bob_rec1.hea`` and ``holter.hea``
 copies of ECG-ID records (``holter.hea``'s first signal renamed ECG1), ``recording.edf`` and
-``alice.csv`` ECG-ID lead I written as EDF and CSV; stores, runs, galleries and evaluations are
+``dana.csv`` ECG-ID lead I written as EDF and CSV; stores, runs, galleries and evaluations are
 created there by the commands themselves. Only ``ecgbio train`` is changed (EDITS): the tiny model
 options below replace ``--epochs 40``, so it trains in seconds.
 """
@@ -209,7 +209,7 @@ def files_workspace(work: Path) -> None:
     write_edf(work / "recording.edf", x, fs)
     x, fs = lead_i(ecgid / "Person_01" / "rec_2")
     assert fs == 500  # the README's --fs 500
-    write_csv(work / "alice.csv", x)
+    write_csv(work / "dana.csv", x)
 
 
 def enrol_for_calibration() -> None:
