@@ -305,7 +305,7 @@ def test_readme_use_commands_run_in_order_on_real_records(tmp_path, monkeypatch)
     for command in files_block:
         result = run_readme_command(command)
         if command.startswith("ecgbio enroll"):
-            assert result.stdout.startswith("alice: enrolled from 1 record(s)"), result.output
+            assert result.stdout.startswith("dana: enrolled from 1 record(s)"), result.output
 
 
 def test_readme_walk_through_prints_what_the_readme_shows(tmp_path, monkeypatch):
