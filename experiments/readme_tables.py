@@ -398,9 +398,15 @@ def _with_ci(figures: dict, key: str, pct: bool = False) -> str:
 def _versus(diff: dict) -> str:
     """A paired difference: rank-1 and EER, each with its 95 % interval over persons."""
     r, e = diff["rank1_diff_ci"], diff["eer_diff_ci"]
+
+    def signed(x: float, digits: int) -> str:  # no "-0.0" for a value that rounds to zero
+        text = f"{x:+.{digits}f}"
+        return "+" + text[1:] if float(text) == 0 else text
+
     return (
-        f"rank-1 {diff['rank1_diff']:+.3f} ({r[0]:+.3f} to {r[1]:+.3f}), EER "
-        f"{100 * diff['eer_diff']:+.1f} ({100 * e[0]:+.1f} to {100 * e[1]:+.1f}) points"
+        f"rank-1 {signed(diff['rank1_diff'], 3)} ({signed(r[0], 3)} to {signed(r[1], 3)}), EER "
+        f"{signed(100 * diff['eer_diff'], 1)} ({signed(100 * e[0], 1)} to "
+        f"{signed(100 * e[1], 1)}) points"
     )
 
 
