@@ -237,3 +237,32 @@ def test_remove_stale_temps_takes_only_atomic_temporaries(tmp_path):
     (tmp_path / ".other.abcdefgh.tmp").touch()
     assert remove_stale_temps(tmp_path, {"beats.npy"}) == []
     assert [p.name for p in remove_stale_temps(tmp_path)] == [".other.abcdefgh.tmp"]
+
+
+def test_an_output_that_cannot_be_a_folder_is_one_clean_error(tmp_path):
+    """evaluate/report --out naming a file, or a path under a file: exit 2, one line, no traceback."""
+    from typer.testing import CliRunner
+
+    from ecgbio.cli import EXIT_ERROR, app
+    from ecgbio.errors import ConfigError
+    from ecgbio.io import private_dir
+
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        private_dir(afile)
+    with pytest.raises(ConfigError, match="a parent is a file"):
+        private_dir(afile / "sub" / "out")
+    from ecgbio.evaluate import _check_out
+    from tests.fixtures import build_ptbxl_store
+
+    with pytest.raises(ConfigError, match="is a file, not a directory: choose another --out"):
+        _check_out(afile, overwrite=True)  # evaluate refuses before it evaluates anything
+    store = build_ptbxl_store(tmp_path / "s")
+    result = CliRunner().invoke(
+        app, ["evaluate", "--store", str(store), "--protocol", "enrol-probe", "--out", str(afile)]
+    )
+    assert result.exit_code == EXIT_ERROR
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "is a file, not a directory" in lines[0], result.output
+    assert afile.read_text() == "mine\n"  # nothing lost

@@ -121,7 +121,8 @@ def train(
     out = Path(out)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
-    if train_config.bf16 and train_config.device == "cpu" and not _native_bf16():
+    device = resolve_device(train_config.device, ctx)
+    if train_config.bf16 and device.type == "cpu" and not _native_bf16():
         say(
             "warning: this CPU has no native bfloat16; bf16 autocast is much slower here "
             "(benchmarks/train_throughput.py)"
@@ -140,7 +141,6 @@ def train(
         )
     full_store, store = store, _model_view(store, train_config)
     in_leads = store.beats.shape[1]
-    device = resolve_device(train_config.device, ctx)
     torch.manual_seed(train_config.seed)  # the initial weights, ArcFace centres included
     model = IdentityModel(in_leads, split.n_classes, model_config, train_config)
     if init_from is not None:
