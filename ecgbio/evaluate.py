@@ -80,6 +80,7 @@ def evaluate_match(
     norm: str = "none",
     ci_boot: int = 0,
     scores_out: dict[str, np.ndarray] | None = None,
+    embeddings_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Biometric figures for gallery vs probe records (see module docstring).
 
@@ -94,10 +95,14 @@ def evaluate_match(
             training's per-epoch validation does not pay ~1 s an epoch for an interval it never
             reads; :func:`evaluate_run` asks for ``CI_BOOT``).
         scores_out: when given, filled with the headline's arrays (see :func:`score_arrays`).
+        embeddings_out: when given, filled with the beat embeddings of ``gallery`` and ``probe``
+            (so :func:`evaluate_pairs` on the same set need not embed the beats again).
     """
     index = store.index
     g_emb = embed_rows(model.backbone, store, mset.gallery, batch_size)
     p_emb = embed_rows(model.backbone, store, mset.probe, batch_size)
+    if embeddings_out is not None:
+        embeddings_out.update(gallery=g_emb, probe=p_emb)
     g_records = index["record"].to_numpy()[mset.gallery]
     p_records = index["record"].to_numpy()[mset.probe]
     person_of = dict(zip(index["record"], index["person"], strict=True))
@@ -147,13 +152,19 @@ def evaluate_pairs(
     mset: MatchSet,
     ci_boot: int = 0,
     batch_size: int = 1024,
+    embeddings: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], PairScores]:
     """Every (earlier, later) record pair of the match set's persons (see
     :mod:`ecgbio.metrics.pairs`): figures (with 95 % intervals over persons when ``ci_boot``) and
-    the scores behind them, for comparing two models on the same trials."""
+    the scores behind them, for comparing two models on the same trials. ``embeddings``: what
+    :func:`evaluate_match` embedded of the same set (``embeddings_out``), reused."""
     rows = np.concatenate([mset.gallery, mset.probe])
     records = store.index["record"].to_numpy()[rows]
-    ids, templates = record_templates(embed_rows(model.backbone, store, rows, batch_size), records)
+    if embeddings is not None:
+        emb = np.concatenate([embeddings["gallery"], embeddings["probe"]])
+    else:
+        emb = embed_rows(model.backbone, store, rows, batch_size)
+    ids, templates = record_templates(emb, records)
     rank = record_order(store)
     person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
     ps = pair_scores(

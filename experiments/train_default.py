@@ -141,9 +141,10 @@ def shipped_on_same_persons(
         check_compatible(run.beat, view)
     except EcgbioError as exc:
         return {"model_sha256": run.fingerprint, "skipped": str(exc)}, None
-    figures = evaluate_match(run.model, view, split.val)
+    embedded: dict = {}
+    figures = evaluate_match(run.model, view, split.val, embeddings_out=embedded)
     keep = ("rank1", "rank5", "eer", "auc", "persons", "probes")
-    pairs, scores = evaluate_pairs(run.model, view, split.val, CI_BOOT)
+    pairs, scores = evaluate_pairs(run.model, view, split.val, CI_BOOT, embeddings=embedded)
     summary = {"model_sha256": run.fingerprint, **{k: figures[k] for k in keep}, "pairs": pairs}
     return summary, scores if pairs else None
 

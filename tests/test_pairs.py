@@ -127,3 +127,25 @@ def test_paired_difference_refuses_other_records_and_no_resamples():
         paired_difference(a, b)
     with pytest.raises(ConfigError, match="n_boot"):
         paired_difference(a, a, n_boot=0)
+
+
+def test_evaluate_pairs_reuses_evaluate_match_s_embeddings(tmp_path):
+    from ecgbio.evaluate import evaluate_match, evaluate_pairs
+    from ecgbio.protocols import general_split
+    from ecgbio.runs import load_run
+    from ecgbio.store import BeatStore
+    from tests.fixtures import build_ptbxl_store
+
+    store = BeatStore.open(build_ptbxl_store(tmp_path))
+    model = load_run("default").model
+    vset = general_split(store).val
+    embedded: dict = {}
+    evaluate_match(model, store, vset, embeddings_out=embedded)
+    assert len(embedded["gallery"]) == len(vset.gallery) and len(embedded["probe"]) == len(
+        vset.probe
+    )
+    again, fresh = (
+        evaluate_pairs(model, store, vset, embeddings=embedded),
+        evaluate_pairs(model, store, vset),
+    )
+    assert np.array_equal(again[1].genuine, fresh[1].genuine) and again[0] == fresh[0]

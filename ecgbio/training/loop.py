@@ -456,9 +456,10 @@ def _validate(
         return {}
     if isinstance(vset, ClassifySet):
         return evaluate_classify(model, store, vset)
-    figures = evaluate_match(model, store, vset)
+    embedded: dict[str, np.ndarray] = {}
+    figures = evaluate_match(model, store, vset, embeddings_out=embedded)
     out = {k: figures[k] for k in ("rank1", "rank5", "eer", "auc", "d_prime")}
-    pairs, scores = evaluate_pairs(model, store, vset, ci_boot)
+    pairs, scores = evaluate_pairs(model, store, vset, ci_boot, embeddings=embedded)
     keep = ("rank1", "eer", "trials", "rank1_ci", "eer_ci")
     out.update({f"pairs_{k}": v for k, v in pairs.items() if k in keep})
     if pairs_out is not None and pairs:
