@@ -361,6 +361,19 @@ def default_levers_table() -> str:
                 f"scored on the 5th, against plain cosine on the same pairs | "
                 f"{_versus(figures['versus_plain'])} | `{projection['command']}` |"
             )
+    kfold = _load("default-sweep-kfold")
+    for row in (kfold or {}).get("rows", []):
+        common = row["at_common_epoch"]
+        rows.append(
+            f"| `{row['name']}`: the multi-record persons train too, five folds each validating "
+            f"on the persons it left out ({row['ran_on']}) | each fold at its own best epoch, "
+            f"pooled: {_versus(row['versus_shipped'])}; all folds at epoch {common['epoch']} "
+            f"(median of {', '.join(map(str, common['selected_epochs']))}): rank-1 "
+            f"{common['rank1_diff']:+.3f}, EER {100 * common['eer_diff']:+.1f} points (mean over "
+            f"folds) | `{row['command'].split(' --fold ')[0]} --fold 0..4 ...` at "
+            f"{(row.get('git_commit') or 'unknown')[:7]}, summarised by `python -m "
+            f"experiments.default_sweep --from-runs --summary default-sweep-kfold ...` |"
+        )
     partial = _load("default-sweep-cinc-partial")
     if partial:
         ship = partial["shipped_pairs"]
