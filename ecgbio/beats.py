@@ -4,6 +4,11 @@ Steps (each a plain function, so they can be tested and reused on their own):
 clean (``neurokit2.ecg_clean``) -> detect R-peaks (``neurokit2.ecg_peaks``) -> refine each peak onto the
 R wave -> cut fixed windows -> score every beat against the record's median beat and drop outliers ->
 normalise amplitude. The result is deterministic: no randomness anywhere.
+
+The default cleaning (``neurokit``) and the ``neurokit`` and ``rodrigues2021`` detectors run on
+:mod:`ecgbio.neurokit_ports`, numpy ports that give neurokit2's R-peaks on real records
+(``tests/test_neurokit_ports.py``) without importing it (~1 s of a cold ``ecgbio identify``); the
+other methods import neurokit2 when they are used.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ import numpy as np
 
 from ecgbio.config import BeatConfig
 from ecgbio.errors import BeatError, ConfigError, LeadError, RecordError
+from ecgbio.filters import using_reference
+from ecgbio.neurokit_ports import (
+    NEUROKIT_CLEAN_NAMES,
+    ecg_clean_neurokit,
+    findpeaks_neurokit,
+    findpeaks_rodrigues,
+)
 from ecgbio.records import (
     AMPLITUDE_MV,
     Recording,
@@ -54,6 +66,9 @@ _DETECTOR_CLEAN = {
     "elgendi2010": "elgendi2010",
     "engzeemod2012": "engzeemod2012",
 }
+#: Detectors run by ecgbio's ports of neurokit2 (:mod:`ecgbio.neurokit_ports`), with the
+#: ``neurokit`` pre-filter as neurokit2 applies it to them: same R-peaks, no neurokit2 import.
+_PORTED_DETECTORS = {"neurokit": findpeaks_neurokit, "rodrigues2021": findpeaks_rodrigues}
 
 
 @dataclass
@@ -86,7 +101,25 @@ class Beats:
 
 
 def clean(signal: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray:
-    """Band-limit each lead (baseline wander and powerline out), as ``neurokit2.ecg_clean`` does."""
+    """Band-limit each lead (baseline wander and powerline out), as ``neurokit2.ecg_clean`` does.
+
+    ``neurokit`` (the default) runs :func:`ecgbio.neurokit_ports.ecg_clean_neurokit` on a finite
+    (leads, samples) signal; every other case goes to neurokit2 itself.
+    """
+    x = np.asarray(signal)
+    if (
+        not using_reference()
+        and isinstance(method, str)
+        and method.lower() in NEUROKIT_CLEAN_NAMES
+        and x.ndim == 2
+        and np.isfinite(x).all()
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return np.asarray(ecg_clean_neurokit(x, int(round(fs))), dtype=np.float64)
+            except ValueError as exc:  # what neurokit2 raises here (too short a signal)
+                raise ConfigError(f"unknown cleaning method {method!r}: {exc}") from exc
     import neurokit2 as nk
 
     with warnings.catch_warnings():
@@ -103,15 +136,15 @@ def clean(signal: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray
 def detect_rpeaks(signal: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray:
     """R-peak sample indices of a single-lead raw signal (mV), with the detector's own pre-filter.
 
-    ``ecgbio_pantompkins`` is :func:`ecgbio.peaks.pan_tompkins`; the others are ``neurokit2``'s.
+    ``ecgbio_pantompkins`` is :func:`ecgbio.peaks.pan_tompkins`; the others are ``neurokit2``'s
+    (``neurokit`` and ``rodrigues2021`` through :mod:`ecgbio.neurokit_ports`, the same peaks
+    without importing neurokit2).
 
     Args:
         signal: 1-D raw lead in millivolts.
         fs: sampling rate in Hz.
         method: one of :data:`DETECTORS`.
     """
-    import neurokit2 as nk
-
     if method not in DETECTORS:
         raise ConfigError(f"unknown R-peak detector {method!r}; choose from {', '.join(DETECTORS)}")
     if method == "ecgbio_pantompkins":
@@ -122,6 +155,20 @@ def detect_rpeaks(signal: np.ndarray, fs: float, method: str = "neurokit") -> np
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     sr = int(round(fs))
+    raw = np.asarray(signal, float)
+    finder = _PORTED_DETECTORS.get(method)
+    if finder is not None and not using_reference() and np.isfinite(raw).all():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cleaned = ecg_clean_neurokit(raw, sr)
+            try:
+                found = finder(cleaned, sr)
+            except (ValueError, IndexError, ZeroDivisionError):
+                return np.zeros(0, dtype=np.int64)  # as neurokit2 fails on signals without beats
+        peaks = np.asarray(found, dtype=np.int64)
+        return np.unique(peaks[(peaks >= 0) & (peaks < len(signal))])
+    import neurokit2 as nk
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cleaned = nk.ecg_clean(

@@ -49,6 +49,7 @@ from ecgbio.records import (
     _describe,
     _duration,
     record_file_format,
+    resample_poly,
     select_leads,
     session_date,
 )
@@ -136,10 +137,8 @@ def _unit_factor(unit: str) -> float | None:
 
 
 def _resample_to(x: np.ndarray, source: float, target: float) -> np.ndarray:
-    from scipy.signal import resample_poly
-
     ratio = Fraction(target / source).limit_denominator(1000)
-    return resample_poly(x, ratio.numerator, ratio.denominator, padtype="line")
+    return resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="line")
 
 
 # EDF / BDF ----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgbio import filters
 from ecgbio.config import ALL_LEADS
 from ecgbio.errors import LeadError, RecordError
 
@@ -794,10 +795,21 @@ def constant_runs(signal: np.ndarray, min_length: int) -> list[tuple[int, int]]:
     return runs
 
 
-def resample(rec: Recording, rate: float) -> Recording:
-    """Polyphase resampling to ``rate`` (anti-aliased); the mask follows by nearest sample."""
-    from scipy.signal import resample_poly
+def resample_poly(x: np.ndarray, up: int, down: int, axis: int, padtype: str) -> np.ndarray:
+    """:func:`ecgbio.filters.resample_poly`, or scipy's inside
+    :func:`ecgbio.filters.reference_implementations` (the equivalence tests' reference)."""
+    if filters.using_reference():
+        from scipy.signal import resample_poly as reference
 
+        return reference(x, up, down, axis=axis, padtype=padtype)
+    return filters.resample_poly(x, up, down, axis=axis, padtype=padtype)
+
+
+def resample(rec: Recording, rate: float) -> Recording:
+    """Polyphase resampling to ``rate`` (anti-aliased); the mask follows by nearest sample.
+
+    ``scipy.signal.resample_poly`` as :mod:`ecgbio.filters` ports it (the same samples, without
+    scipy.signal's import)."""
     ratio = Fraction(rate / rec.fs).limit_denominator(1000)
     up, down = ratio.numerator, ratio.denominator
     signal = resample_poly(rec.signal, up, down, axis=1, padtype="line")
