@@ -1,8 +1,9 @@
 """ecgbio: recognise people by their electrocardiogram.
 
 The public API, one import away; the flow runs one way: records -> beats -> store -> model ->
-embeddings -> gallery / metrics. Names that need torch (``Embedder``, ``load_run``, ``train``,
-``evaluate_run``, ``make_report``) load on first use, so ``import ecgbio`` stays light.
+embeddings -> gallery / metrics. Heavy names (``Embedder``: ONNX Runtime or torch, see
+docs/onnx.md; ``load_run``, ``train``, ``evaluate_run``: torch; ``make_report``) load on first
+use, so ``import ecgbio`` stays light.
 
     gallery = ecgbio.Gallery.create("people", ecgbio.Embedder("default"))
     gallery.identify(ecgbio.Signal(samples, 500, ("I",), name="watch"))  # an array in memory

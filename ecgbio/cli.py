@@ -18,9 +18,11 @@ from typer.core import TyperGroup
 
 from ecgbio.cli_common import DEBUG_ENV, AsJson, emit, handle_errors
 from ecgbio.cli_common import EXIT_ERROR as EXIT_ERROR  # re-exported: scripts and tests use it
-from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, CsvRate, MaxMinutes, read_limit_s
+from ecgbio.cli_export import register as register_export_command
+from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, Backend, CsvRate, MaxMinutes, read_limit_s
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
+from ecgbio.cli_serve import register as register_serve_command
 from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
 
@@ -37,6 +39,7 @@ class _WorkOrder(TyperGroup):
         "train",
         "evaluate",
         "report",
+        "export",
         "enroll",
         "identify",
         "verify",
@@ -554,7 +557,10 @@ def evaluate_cmd(
             "gallery's other persons.",
         ),
     ] = "",
-    threads: Annotated[int, typer.Option("--threads", help="torch threads (0 = default).")] = 0,
+    threads: Annotated[
+        int, typer.Option("--threads", help="torch / ONNX Runtime threads (0 = default).")
+    ] = 0,
+    backend: Backend = "auto",
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Write metrics.json and scores.npz (for `ecgbio report`) here."),
@@ -579,6 +585,8 @@ def evaluate_cmd(
         out=out,
         norm=norm or DEFAULT_NORM,
         overwrite=overwrite,
+        backend=backend,
+        threads=threads,
     )
     head = f"{figures['protocol']} on {store}"
     if "norm" in figures:
@@ -781,6 +789,8 @@ def _median(values: Any) -> float:
 
 register_gallery_commands(app)
 register_report_command(app)
+register_export_command(app)
+register_serve_command(app)
 
 
 def _print_version(value: bool) -> None:

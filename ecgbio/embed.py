@@ -14,37 +14,46 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from ecgbio.backends import EmbeddingBackend
 from ecgbio.errors import ConfigError
 from ecgbio.gallery.store import FINGERPRINT_VERSION, binding_fingerprint
-from ecgbio.store import BeatStore
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from ecgbio.records import Signal
-    from ecgbio.runs import Run
+    from ecgbio.rundir import RunInfo
+    from ecgbio.store import BeatStore
+
+# torch is imported inside the functions that need it: with an ONNX backend (ecgbio.backends) a
+# whole enrolment or identification runs without it, and its import is most of a cold start.
 
 
 def module_device(module: nn.Module) -> torch.device:
     """Where ``module``'s weights live (CPU for a module without any)."""
+    import torch
+
     first = next(module.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
 
 
-@torch.no_grad()
 def embed_waves(backbone: nn.Module, waves: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """(n, leads, samples) beats -> (n, d) unit vectors, in eval mode, float32."""
+    import torch
+
     was_training = backbone.training
     backbone.eval()
     device = module_device(backbone)
     out = []
     try:
-        for start in range(0, len(waves), batch_size):
-            x = torch.from_numpy(
-                np.ascontiguousarray(waves[start : start + batch_size], dtype=np.float32)
-            ).to(device)
-            out.append(torch.nn.functional.normalize(backbone(x).float(), dim=1).cpu().numpy())
+        with torch.no_grad():
+            for start in range(0, len(waves), batch_size):
+                x = torch.from_numpy(
+                    np.ascontiguousarray(waves[start : start + batch_size], dtype=np.float32)
+                ).to(device)
+                out.append(torch.nn.functional.normalize(backbone(x).float(), dim=1).cpu().numpy())
     finally:
         backbone.train(was_training)
     if not out:
@@ -54,15 +63,25 @@ def embed_waves(backbone: nn.Module, waves: np.ndarray, batch_size: int = 1024) 
 
 
 def embed_rows(
-    backbone: nn.Module, store: BeatStore, rows: np.ndarray, batch_size: int = 1024
+    encoder: nn.Module | EmbeddingBackend,
+    store: BeatStore,
+    rows: np.ndarray,
+    batch_size: int = 1024,
 ) -> np.ndarray:
-    """Embed the store's beats at ``rows`` (read in batches: the store stays on disk)."""
+    """Embed the store's beats at ``rows`` (read in batches: the store stays on disk) with a torch
+    backbone or an :class:`~ecgbio.backends.EmbeddingBackend` (``ecgbio evaluate --backend``)."""
     rows = np.asarray(rows, dtype=np.int64)
-    parts = [
-        embed_waves(backbone, store.waves(rows[i : i + batch_size]), batch_size)
-        for i in range(0, len(rows), batch_size)
-    ]
-    return np.concatenate(parts) if parts else embed_waves(backbone, np.zeros((0,)))
+    if isinstance(encoder, EmbeddingBackend):
+        embed = encoder.embed
+        empty = np.zeros((0, encoder.dim), np.float32)
+    else:
+
+        def embed(waves: np.ndarray) -> np.ndarray:
+            return embed_waves(encoder, waves, batch_size)
+
+        empty = embed(np.zeros((0,)))
+    parts = [embed(store.waves(rows[i : i + batch_size])) for i in range(0, len(rows), batch_size)]
+    return np.concatenate(parts) if parts else empty
 
 
 def record_templates(
@@ -111,6 +130,12 @@ class Embedder:
     before fingerprint version 2 recorded). ``thresholds`` is the run's ``thresholds.json``, read
     and checked once here (None when absent), so that the operating points a gallery uses are
     the ones that were fingerprinted.
+
+    ``backend`` picks what runs the network (:mod:`ecgbio.backends`): ``"auto"`` (ONNX Runtime
+    when the run holds ``model.onnx``, else torch), ``"torch"`` or ``"onnx"``. The binding and
+    fingerprint never depend on it, so a gallery enrolled with one backend opens with the other;
+    ``run`` is the run's :class:`~ecgbio.rundir.RunInfo` with ONNX, the loaded
+    :class:`~ecgbio.runs.Run` (model included) with torch.
     """
 
     def __init__(
@@ -120,14 +145,18 @@ class Embedder:
         read_limit_s: float = READ_LIMIT_S,
         fs: float | None = None,
         lead: str | None = None,
+        backend: str = "auto",
     ) -> None:
+        from ecgbio.backends import open_backend
         from ecgbio.beats import reading_leads
         from ecgbio.gallery.thresholds import MODEL_THRESHOLDS_FILE, read_table
-        from ecgbio.runs import load_run
+        from ecgbio.rundir import read_run
 
-        if threads:
-            torch.set_num_threads(threads)
-        self.run = load_run(run_dir)
+        info, parsed, weights = read_run(run_dir)
+        #: what embeds the beats (:mod:`ecgbio.backends`); :attr:`backend` names it
+        self.encoder, self.run = open_backend(info, parsed, weights, backend, threads)
+        #: ``"onnx"`` or ``"torch"``: which backend ``backend`` ("auto" by default) resolved to
+        self.backend = self.encoder.name
         self.beat_config = self.run.beat
         self.dim = self.run.model_config.embedding_dim
         self.thresholds_path = self.run.root / MODEL_THRESHOLDS_FILE
@@ -149,8 +178,8 @@ class Embedder:
         self.read_leads = reading_leads(self.beat_config, self.lead)  # refused early when wrong
 
     def embed_waves(self, waves: np.ndarray) -> np.ndarray:
-        """(n, leads, samples) beats -> (n, d) unit vectors."""
-        return embed_waves(self.run.backbone, waves)
+        """(n, leads, samples) beats -> (n, d) unit vectors, with :attr:`encoder`."""
+        return self.encoder.embed(waves)
 
     def embed_record(self, path: str | Path | Signal, max_beats: int = 0) -> RecordEmbedding:
         """Read, cut and embed one record (a path, or a :class:`~ecgbio.records.Signal` in
@@ -201,7 +230,7 @@ class Embedder:
         return self.embed_record(Signal(signal, fs, leads, name), max_beats)
 
 
-def model_binding(run: Run, thresholds: dict[str, Any] | None) -> dict[str, Any]:
+def model_binding(run: RunInfo, thresholds: dict[str, Any] | None) -> dict[str, Any]:
     """Everything of a run that changes a score or a decision, as plain JSON.
 
     * ``weights_sha256``: the weights (``model.safetensors``);

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from ecgbio.backends import EmbeddingBackend
 from ecgbio.config import save_json
 from ecgbio.embed import embed_rows, module_device, record_templates
 from ecgbio.errors import ConfigError
@@ -70,8 +71,14 @@ def evaluate_classify(
     return {"accuracy": correct / n, "loss": loss_sum / n, "beats": len(cset.rows)}
 
 
+def _encoder(model: IdentityModel | EmbeddingBackend) -> torch.nn.Module | EmbeddingBackend:
+    """What embeds the beats: a backend as it is (ONNX Runtime, ``evaluate --backend onnx``), the
+    backbone of a torch model."""
+    return model if isinstance(model, EmbeddingBackend) else model.backbone
+
+
 def evaluate_match(
-    model: IdentityModel,
+    model: IdentityModel | EmbeddingBackend,
     store: BeatStore,
     mset: MatchSet,
     enrol_beats: Sequence[int] = (0,),
@@ -87,6 +94,8 @@ def evaluate_match(
     Args:
         enrol_beats: build gallery templates from the first k beats (0 = all); the first entry is
             the headline, the others go to ``by_enrol_beats``.
+        model: a torch model, or an :class:`~ecgbio.backends.EmbeddingBackend` (which has no
+            softmax head: ``classes`` then must be None).
         classes: softmax classes, when the probe persons are training classes (closed set): adds
             the softmax head's beat- and record-level accuracy.
         norm: score normalisation of the template scores (:func:`gallery_cohort_norm`); the
@@ -98,9 +107,11 @@ def evaluate_match(
         embeddings_out: when given, filled with the beat embeddings of ``gallery`` and ``probe``
             (so :func:`evaluate_pairs` on the same set need not embed the beats again).
     """
+    if classes is not None and isinstance(model, EmbeddingBackend):
+        raise ConfigError("the closed-set softmax figures need the torch model (its softmax head)")
     index = store.index
-    g_emb = embed_rows(model.backbone, store, mset.gallery, batch_size)
-    p_emb = embed_rows(model.backbone, store, mset.probe, batch_size)
+    g_emb = embed_rows(_encoder(model), store, mset.gallery, batch_size)
+    p_emb = embed_rows(_encoder(model), store, mset.probe, batch_size)
     if embeddings_out is not None:
         embeddings_out.update(gallery=g_emb, probe=p_emb)
     g_records = index["record"].to_numpy()[mset.gallery]
@@ -139,7 +150,7 @@ def evaluate_match(
         rank = {str(k or "all"): k or float("inf") for k in enrol_beats}
         out["by_enrol_beats"] = dict(sorted(by_k.items(), key=lambda kv: rank[kv[0]]))
     out["norm"] = norm
-    if classes is not None:
+    if classes is not None and not isinstance(model, EmbeddingBackend):
         out["softmax"] = _softmax_closed_set(
             model, store, mset.probe, p_records, person_of, list(classes), batch_size
         )
@@ -147,7 +158,7 @@ def evaluate_match(
 
 
 def evaluate_pairs(
-    model: IdentityModel,
+    model: IdentityModel | EmbeddingBackend,
     store: BeatStore,
     mset: MatchSet,
     ci_boot: int = 0,
@@ -163,7 +174,7 @@ def evaluate_pairs(
     if embeddings is not None:
         emb = np.concatenate([embeddings["gallery"], embeddings["probe"]])
     else:
-        emb = embed_rows(model.backbone, store, rows, batch_size)
+        emb = embed_rows(_encoder(model), store, rows, batch_size)
     ids, templates = record_templates(emb, records)
     rank = record_order(store)
     person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
@@ -278,7 +289,10 @@ def _cohort_stats(
 
 
 def validation_thresholds(
-    model: IdentityModel, store: BeatStore, mset: MatchSet, batch_size: int = 1024
+    model: IdentityModel | EmbeddingBackend,
+    store: BeatStore,
+    mset: MatchSet,
+    batch_size: int = 1024,
 ) -> dict[str, Any]:
     """Verification thresholds on validation persons: the EER point and FAR 1 % / 0.1 %.
 
@@ -288,11 +302,11 @@ def validation_thresholds(
     index = store.index
     person_of = dict(zip(index["record"], index["person"], strict=True))
     g_ids, g_t = record_templates(
-        embed_rows(model.backbone, store, mset.gallery, batch_size),
+        embed_rows(_encoder(model), store, mset.gallery, batch_size),
         index["record"].to_numpy()[mset.gallery],
     )
     p_ids, p_t = record_templates(
-        embed_rows(model.backbone, store, mset.probe, batch_size),
+        embed_rows(_encoder(model), store, mset.probe, batch_size),
         index["record"].to_numpy()[mset.probe],
     )
     scores = p_t @ g_t.T
@@ -472,6 +486,8 @@ def evaluate_run(
     norm: str = DEFAULT_NORM,
     ci_boot: int = CI_BOOT,
     overwrite: bool = False,
+    backend: str = "auto",
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Load a run, split ``store`` by ``protocol`` (default: the run's) and evaluate its test set.
 
@@ -487,17 +503,25 @@ def evaluate_run(
             evaluation there is replaced only with ``overwrite``; a run directory is refused (its
             own ``metrics.json`` is the training record). Both files name the store's persons, so
             they are private (0600) and so is ``out`` when made here (0700).
+        backend: what embeds the beats (:mod:`ecgbio.backends`): ``auto`` (ONNX Runtime when the
+            run holds ``model.onnx``, else torch), ``torch`` or ``onnx``. The protocols the
+            softmax head answers (``seed``; the closed-set figures of ``cross-session`` on the
+            training store) need torch: ``auto`` then takes it, ``onnx`` is refused.
+        threads: ONNX Runtime's intra-op threads (0: its default); torch's are the caller's.
     """
+    from ecgbio.backends import choose_backend, open_backend
     from ecgbio.config import to_dict
     from ecgbio.io import private_dir
     from ecgbio.protocols import make_split
-    from ecgbio.runs import load_run
+    from ecgbio.rundir import read_run
+    from ecgbio.runs import run_from
 
     if norm not in NORMS:
         raise ConfigError(f"unknown score normalisation {norm!r}: choose from {', '.join(NORMS)}")
     if out is not None:
         _check_out(Path(out), overwrite)
-    run = load_run(run_dir)
+    run, parsed, weights = read_run(run_dir)
+    chosen = choose_backend(run.root, backend)  # (an unknown or impossible backend: refused now)
     store = store if isinstance(store, BeatStore) else BeatStore.open(store)
     check_compatible(run.beat, store)
     name = protocol or run.train_config.protocol
@@ -513,6 +537,15 @@ def evaluate_run(
             "on a store of persons it has not seen",
             store.root,
         )
+    closed = name == "cross-session" and split.classes == run.classes
+    softmax = isinstance(split.test, ClassifySet) or closed
+    if softmax and chosen == "onnx" and backend == "onnx":
+        raise ConfigError(
+            f"protocol {name} on this store is answered by the softmax head, which model.onnx "
+            "does not hold: use --backend torch (or auto)"
+        )
+    model = run_from(run, parsed, weights).model if softmax or chosen == "torch" else None
+    encoder = model if model is not None else open_backend(run, parsed, weights, "onnx", threads)[0]
     if isinstance(split.test, ClassifySet):
         if split.classes != run.classes:
             raise ConfigError(
@@ -520,12 +553,12 @@ def evaluate_run(
                 "protocol needs the store the model was trained on)",
                 store.root,
             )
-        figures: dict[str, Any] = evaluate_classify(run.model, store, split.test)
+        assert model is not None  # (softmax: the torch model was loaded)
+        figures: dict[str, Any] = evaluate_classify(model, store, split.test)
     else:
         ks = (enrol_beats, *tuple(k for k in ENROL_BEATS if k != enrol_beats))
-        closed = name == "cross-session" and split.classes == run.classes
         figures = evaluate_match(
-            run.model,
+            encoder,
             store,
             split.test,
             enrol_beats=ks,
@@ -538,6 +571,7 @@ def evaluate_run(
         "protocol": name,
         "warnings": _training_data_warnings(run, store) + lead_warnings(run.beat, store),
         "model": str(run.root),
+        "backend": "torch" if model is not None else encoder.name,
         "store": str(store.root),
         "enrol_beats": enrol_beats,
         **figures,

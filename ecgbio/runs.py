@@ -10,6 +10,8 @@ Layout::
       metrics.json         test figures of the selected model
       thresholds.json      verification operating points (EER, FAR 1 %, 0.1 %) on validation
                            persons, when the protocol validates on persons (unseen)
+      model.onnx           optional: the embedding network for ONNX Runtime (``ecgbio export
+                           --onnx``), tied to model.safetensors by its sha256 (docs/onnx.md)
       checkpoint/          last epoch's weights, optimiser state (torch.save, read back with
                            weights_only=True) and loop state, for --resume
 
@@ -19,9 +21,7 @@ else cannot execute anything when opened.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,46 +30,68 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ecgbio.config import (
-    DEFAULT_MODEL,
-    BeatConfig,
-    ModelConfig,
-    TrainConfig,
-    from_dict,
-    save_json,
-    to_dict,
-)
-from ecgbio.errors import ConfigError, EcgbioError
+from ecgbio.config import DEFAULT_MODEL, BeatConfig, ModelConfig, TrainConfig, save_json, to_dict
 from ecgbio.io import atomic_open
 from ecgbio.models import IdentityModel
 
-CONFIG_FILE = "config.json"
-CLASSES_FILE = "classes.json"
-WEIGHTS_FILE = "model.safetensors"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-THRESHOLDS_FILE = "thresholds.json"
-CHECKPOINT_DIR = "checkpoint"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+# The torch-free half of a run directory lives in ecgbio.rundir (ONNX inference reads runs without
+# importing torch); its names stay importable from here.
+from ecgbio.rundir import (
+    CHECKPOINT_DIR,
+    CLASSES_FILE,
+    CONFIG_FILE,
+    DEFAULT_MODEL_DIR,
+    HISTORY_FILE,
+    METRICS_FILE,
+    ONNX_FILE,
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+    RunConfig,
+    RunError,
+    RunInfo,
+    fingerprint,
+    model_dir,
+    parse_run_config,
+    read_run,
+    read_run_config,
+)
+from ecgbio.rundir import read_weight_bytes as _read_weight_bytes
 
-
-class RunError(EcgbioError):
-    """A run directory is missing, incomplete or inconsistent."""
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CLASSES_FILE",
+    "CONFIG_FILE",
+    "DEFAULT_MODEL_DIR",
+    "HISTORY_FILE",
+    "METRICS_FILE",
+    "ONNX_FILE",
+    "THRESHOLDS_FILE",
+    "WEIGHTS_FILE",
+    "Run",
+    "RunConfig",
+    "RunError",
+    "RunInfo",
+    "build_model",
+    "fingerprint",
+    "load_run",
+    "load_torch_state",
+    "load_weights",
+    "model_dir",
+    "parse_run_config",
+    "read_run",
+    "read_run_config",
+    "run_from",
+    "save_torch_state",
+    "save_weights",
+    "write_run_config",
+]
 
 
 @dataclass
-class Run:
+class Run(RunInfo):
     """A loaded run: the model (eval mode) and everything needed to feed it beats."""
 
-    root: Path
     model: IdentityModel
-    beat: BeatConfig
-    model_config: ModelConfig
-    train_config: TrainConfig
-    classes: list[str]
-    #: sha256 of ``model.safetensors`` (the weights only; ``model_sha256`` in results files)
-    fingerprint: str
-    info: dict[str, Any]
 
     @property
     def backbone(self) -> torch.nn.Module:
@@ -90,15 +112,6 @@ def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
     model whose heads have other classes, for fine-tuning).
     """
     _load_weight_bytes(_read_weight_bytes(path), path, module, prefix)
-
-
-def _read_weight_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise RunError("weights file not found", path) from exc
-    except OSError as exc:
-        raise RunError(f"cannot read the weights file ({exc.strerror or exc})", path) from exc
 
 
 def _load_weight_bytes(data: bytes, path: Path, module: torch.nn.Module, prefix: str = "") -> None:
@@ -154,73 +167,6 @@ def write_run_config(
     save_json(root / CLASSES_FILE, {"classes": classes})
 
 
-def read_run_config(root: Path) -> dict[str, Any]:
-    path = root / CONFIG_FILE
-    if not root.is_dir():
-        raise RunError("run directory not found", root)
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise RunError("not a run directory (no config.json)", root) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"corrupt config ({exc})", path) from exc
-    except OSError as exc:
-        raise RunError(f"cannot read the config ({exc.strerror or exc})", path) from exc
-    if not isinstance(config, dict):
-        raise RunError(f"corrupt config (a JSON object expected, got {_kind(config)})", path)
-    return config
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The validated parts of a run's ``config.json`` that build the model and cut its beats."""
-
-    beat: BeatConfig
-    model: ModelConfig
-    train: TrainConfig
-    in_leads: int
-    n_classes: int
-
-
-def parse_run_config(config: dict[str, Any], path: str | Path = CONFIG_FILE) -> RunConfig:
-    """Check ``config.json``'s sections and counts; every problem is a :class:`RunError` naming
-    ``path`` and the key (never a KeyError or TypeError from deep inside)."""
-    if not isinstance(config, dict):
-        raise RunError(f"corrupt config (a JSON object expected, got {_kind(config)})", path)
-    return RunConfig(
-        beat=_section(config, "beat", BeatConfig, path),
-        model=_section(config, "model", ModelConfig, path),
-        train=_section(config, "train", TrainConfig, path),
-        in_leads=_count(config, "in_leads", path),
-        n_classes=_count(config, "n_classes", path),
-    )
-
-
-def _section(config: dict[str, Any], key: str, cls: type, path: str | Path) -> Any:
-    if key not in config:
-        raise RunError(f'config lacks the "{key}" section', path)
-    data = config[key]
-    if not isinstance(data, dict):
-        raise RunError(f'config section "{key}" must be a JSON object, got {_kind(data)}', path)
-    try:
-        return from_dict(cls, data)
-    except ConfigError as exc:
-        raise RunError(f'invalid config section "{key}": {exc}', path) from exc
-
-
-def _count(config: dict[str, Any], key: str, path: str | Path) -> int:
-    if key not in config:
-        raise RunError(f'config lacks "{key}"', path)
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RunError(f'config "{key}" must be a positive integer, got {value!r:.40}', path)
-    return value
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def build_model(config: dict[str, Any], path: str | Path = CONFIG_FILE) -> IdentityModel:
     parsed = parse_run_config(config, path)
     return _build(parsed)
@@ -230,64 +176,23 @@ def _build(parsed: RunConfig) -> IdentityModel:
     return IdentityModel(parsed.in_leads, parsed.n_classes, parsed.model, parsed.train)
 
 
-def model_dir(model: str | Path | None) -> Path:
-    """The run directory a ``--model`` value names: ``None`` or ``"default"`` is the shipped model
-    (lead I, 100 Hz; see the README's model card), anything else a run directory."""
-    if model is None or str(model) == DEFAULT_MODEL:
-        if not (DEFAULT_MODEL_DIR / WEIGHTS_FILE).is_file():
-            raise RunError(
-                "the default model is not installed in this copy of ecgbio; pass --model RUN_DIR",
-                DEFAULT_MODEL_DIR,
-            )
-        return DEFAULT_MODEL_DIR
-    return Path(model)
-
-
 def load_run(root: str | Path | None = DEFAULT_MODEL, weights: str = WEIGHTS_FILE) -> Run:
     """Open a run directory (or the shipped default model) and load its selected model, in eval
     mode.
 
-    Everything is read once: ``fingerprint`` is the sha256 of the very bytes the weights were
-    loaded from, and the configs are the parsed ones the model was built with.
+    Everything is read once (:func:`ecgbio.rundir.read_run`): ``fingerprint`` is the sha256 of the
+    very bytes the weights were loaded from, and the configs are the parsed ones the model was
+    built with.
     """
-    root = model_dir(root)
-    config = read_run_config(root)
-    parsed = parse_run_config(config, root / CONFIG_FILE)
-    classes_path = root / CLASSES_FILE
-    try:
-        classes = json.loads(classes_path.read_text())["classes"]
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise RunError("missing or corrupt classes.json", root) from exc
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise RunError('corrupt classes.json ("classes" must be a list of names)', classes_path)
-    if len(classes) != parsed.n_classes:
-        raise RunError(
-            f"classes.json names {len(classes)} classes, config.json says n_classes "
-            f"{parsed.n_classes}",
-            classes_path,
-        )
+    info, parsed, data = read_run(root, weights)
+    return run_from(info, parsed, data, weights)
+
+
+def run_from(info: RunInfo, parsed: RunConfig, data: bytes, weights: str = WEIGHTS_FILE) -> Run:
+    """Build the torch model of a run read by :func:`ecgbio.rundir.read_run` from its weight
+    bytes (not read again: the model is the one the fingerprint was taken of)."""
     model = _build(parsed)
-    path = root / weights
-    data = _read_weight_bytes(path)
-    _load_weight_bytes(data, path, model)
+    _load_weight_bytes(data, info.root / weights, model)
     model.eval()
-    return Run(
-        root=root,
-        model=model,
-        beat=parsed.beat,
-        model_config=parsed.model,
-        train_config=parsed.train,
-        classes=classes,
-        fingerprint=hashlib.sha256(data).hexdigest(),
-        info={**config, "in_leads": parsed.in_leads, "n_classes": parsed.n_classes},
-    )
-
-
-def fingerprint(path: Path) -> str:
-    """sha256 of a weights file (the weights alone: :attr:`Run.fingerprint`, ``model_sha256`` in
-    results files). Galleries bind to more than this: see :func:`ecgbio.embed.model_binding`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    fields = {name: getattr(info, name) for name in RunInfo.__dataclass_fields__}
+    return Run(**fields, model=model)

@@ -71,9 +71,9 @@ def test_evaluate_with_the_default_model_warns_on_its_training_databases(tmp_pat
 
 
 def test_a_missing_default_model_is_one_line_and_exit_2(tmp_path, monkeypatch):
-    import ecgbio.runs
+    import ecgbio.rundir
 
-    monkeypatch.setattr(ecgbio.runs, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    monkeypatch.setattr(ecgbio.rundir, "DEFAULT_MODEL_DIR", tmp_path / "absent")
     record = tmp_path / "r.hea"  # never read: the model is looked up first
     result = run("enroll", record, "--gallery", tmp_path / "g", "--id", "x")
     assert result.exit_code == 2

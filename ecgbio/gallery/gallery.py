@@ -39,9 +39,22 @@ import numpy as np
 from ecgbio.errors import BeatError, EcgbioError
 from ecgbio.gallery import index as faiss_index
 from ecgbio.gallery.calibrate import MAX_EER, MIN_GENUINE, calibrate
-from ecgbio.gallery.errors import GalleryError
+from ecgbio.gallery.errors import (
+    AlreadyEnrolledError,
+    EmptyGalleryError,
+    EnrolmentRefusedError,
+    GalleryError,
+    NotEnrolledError,
+)
 from ecgbio.gallery.quality import QualityGate
-from ecgbio.gallery.results import Candidate, EnrolResult, Identification, Verification
+from ecgbio.gallery.results import (
+    Candidate,
+    EnrolResult,
+    Identification,
+    PersonList,
+    Removal,
+    Verification,
+)
 from ecgbio.gallery.searcher import Searcher
 from ecgbio.gallery.store import (
     DB_FILE,
@@ -52,6 +65,7 @@ from ecgbio.gallery.store import (
     TemplateRow,
     canonical_beat_config,
     now,
+    sql_errors,
 )
 from ecgbio.gallery.thresholds import (
     DEFAULT_FAR,
@@ -207,6 +221,27 @@ class Gallery:
             self.path,
         )
 
+    def refresh(self) -> bool:
+        """Re-read the gallery's settings if anyone wrote since they were read; True if so.
+
+        Why: a gallery held open for long (the HTTP service, a notebook) shares its file with
+        other processes, and an enrolment, calibration or reconfiguration by any of them bumps
+        the stored generation. Persons and templates are always read from the file, and the
+        search index follows the generation by itself (:class:`Searcher`), but the calibration,
+        template mode and index kind are settings read once; identify, verify and info call this
+        first, so they never decide with another process's old thresholds. One tiny SQLite read.
+        """
+        if self.store.generation() == int(self.store.meta["generation"]):
+            return False
+        with sql_errors(self.store.path):
+            meta = self.store.read_meta()
+        if self.embedder is not None:
+            self._check_binding(meta, self.embedder)
+            old = meta.get("fingerprint_version", 1) < FINGERPRINT_VERSION
+            self.warnings = [OLD_BINDING_WARNING] if old else []
+        self.store.meta = meta
+        return True
+
     @contextmanager
     def _write(self) -> Iterator[None]:
         """:meth:`GalleryStore.write`, re-checking the model binding inside the transaction (another
@@ -254,6 +289,10 @@ class Gallery:
     def persons(self) -> list[PersonRow]:
         return self.store.persons()
 
+    def listing(self) -> PersonList:
+        """The enrolled persons with their template and beat counts (``gallery list``)."""
+        return PersonList(gallery=str(self.path), persons=self.persons())
+
     def templates(self, person: str | None = None) -> list[TemplateRow]:
         return self.store.templates(person)
 
@@ -265,6 +304,7 @@ class Gallery:
 
     def info(self, check: bool = False) -> dict[str, Any]:
         """What the gallery holds and how it searches; ``check`` runs SQLite's quick_check."""
+        self.refresh()
         persons, templates, most = self.store.counts()
         meta = self.store.meta
         entries = templates if self.template_mode == "each" else persons
@@ -427,7 +467,7 @@ class Gallery:
     def refuse_existing(self, person: str) -> None:
         """Raise unless ``person`` is new here (re-enrolment needs --replace or --append)."""
         if self.store.person_id(person) is not None:
-            raise GalleryError(
+            raise AlreadyEnrolledError(
                 f"{person!r} is already enrolled; use --replace to replace their templates or "
                 "--append to add these records",
                 self.path,
@@ -442,12 +482,20 @@ class Gallery:
             with self._write():
                 pid = self.store.person_id(person)
                 if pid is None:
-                    raise GalleryError(f"{person!r} is not enrolled", self.path)
+                    raise NotEnrolledError(f"{person!r} is not enrolled", self.path)
                 removed = self.store.delete_person(pid)
             self.searcher.after_write(
                 before, person, removed, removed, [], np.zeros((0, self.dim), np.float32)
             )
         return len(removed)
+
+    def remove_person(self, person: str) -> Removal:
+        """:meth:`remove`, checking the id first and saying who is left (``gallery remove``)."""
+        check_person_id(person)
+        removed = self.remove(person)
+        return Removal(
+            gallery=str(self.path), removed=person, templates=removed, persons_left=len(self)
+        )
 
     def configure(self, index: str | None = None, template_mode: str | None = None) -> dict:
         """Change how the index is derived (kind, template mode); the stored vectors stay.
@@ -538,11 +586,12 @@ class Gallery:
             raise GalleryError(f"--margin must be >= 0, got {margin}")
         if top_k < 1:
             raise GalleryError(f"--top-k must be >= 1, got {top_k}")
+        self.refresh()
         point = self.operating_point(far, threshold)
         vector, info, warnings = self._probe(probe, max_beats)
         kind, ranked = self.searcher.search(vector, max(top_k, 2))  # >= 2 for the margin
         if not ranked[0]:
-            raise GalleryError("the gallery has no enrolled persons", self.path)
+            raise EmptyGalleryError("the gallery has no enrolled persons", self.path)
         person, reason = open_set(ranked[0], point, margin)
         caution = fpir_warning(point, self.store.counts()[0])
         return Identification(
@@ -565,10 +614,11 @@ class Gallery:
         max_beats: int = 0,
     ) -> Verification:
         """Is this ``claim``? Exact score against the claimed person's templates vs threshold."""
+        self.refresh()
         point = self.operating_point(far, threshold)
         snap = self.store.vectors(claim)
         if not len(snap.vectors):
-            raise GalleryError(f"{claim!r} is not enrolled", self.path)
+            raise NotEnrolledError(f"{claim!r} is not enrolled", self.path)
         vector, info, warnings = self._probe(probe, max_beats)
         if self.template_mode == "mean":
             score = float(_unit(snap.vectors.astype(np.float64).sum(0)) @ vector)
@@ -666,10 +716,12 @@ def embed_for_enrolment(
         try:
             emb = embedder.embed_record(record, max_beats=max_beats)
         except BeatError as exc:
-            raise GalleryError(f"{exc}; {person!r} not enrolled, nothing stored") from exc
+            raise EnrolmentRefusedError(f"{exc}; {person!r} not enrolled, nothing stored") from exc
         problem = gate.problem(emb)
         if problem:
-            raise GalleryError(f"{problem}; {person!r} not enrolled, nothing stored", _hea(record))
+            raise EnrolmentRefusedError(
+                f"{problem}; {person!r} not enrolled, nothing stored", _hea(record)
+            )
         embeddings.append(emb)
     return embeddings
 

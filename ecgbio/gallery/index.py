@@ -61,9 +61,17 @@ _MAGIC = b"ECGBIO-FAISS\x00\x01"
 
 
 def faiss_module() -> Any:
-    """``import faiss``, after ``torch`` so that both share one OpenMP runtime (see module doc)."""
-    with contextlib.suppress(ImportError):  # torch is a dependency; FAISS alone is still fine
-        import torch  # noqa: F401  (load order only)
+    """``import faiss``, after ``torch`` so that both share one OpenMP runtime (see module doc).
+
+    Not in a process that embeds with ONNX Runtime and has not imported torch
+    (:func:`ecgbio.backends.torch_free`): a cold ``ecgbio identify`` would pay a second for a
+    library it never uses (a torch imported later there may hang FAISS calls in forked children).
+    """
+    from ecgbio.backends import torch_free
+
+    if not torch_free():
+        with contextlib.suppress(ImportError):  # torch is a dependency; FAISS alone is still fine
+            import torch  # noqa: F401  (load order only)
     import faiss
 
     return faiss

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ecgbio.gallery.store import PersonRow
 from ecgbio.gallery.thresholds import OperatingPoint
 
 
@@ -45,6 +46,43 @@ class EnrolResult:
         if self.created_gallery:
             out.append(f"created gallery {self.gallery}")
         return out + [f"note: {n}" for n in self.notes]
+
+
+@dataclass
+class PersonList:
+    """The enrolled persons, as ``gallery list`` prints them and the service returns them."""
+
+    gallery: str
+    persons: list[PersonRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gallery": self.gallery, "persons": [asdict(p) for p in self.persons]}
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{p.name:30s} {p.templates:3d} template(s) {p.beats:5d} beats  updated {p.updated}"
+            for p in self.persons
+        ]
+        return [*out, f"{len(self.persons)} person(s)"]
+
+
+@dataclass
+class Removal:
+    """What removing a person took away, and who is left."""
+
+    gallery: str
+    removed: str
+    templates: int
+    persons_left: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        return [
+            f"removed {self.removed} ({self.templates} template(s)); "
+            f"{self.persons_left} person(s) left"
+        ]
 
 
 @dataclass

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgbio.gallery.errors import GalleryError
+from ecgbio.gallery.errors import GalleryBusyError, GalleryError
 from ecgbio.gallery.index import KINDS as INDEX_KINDS
 from ecgbio.gallery.thresholds import check_table
 from ecgbio.io import fsync_dir
@@ -158,7 +158,7 @@ def sql_errors(path: Path) -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         text = str(exc)
         if "locked" in text or "busy" in text:
-            raise GalleryError(
+            raise GalleryBusyError(
                 "gallery is busy (another process holds it); try again", path
             ) from exc
         if "no such table" in text or "no such column" in text:
@@ -597,7 +597,7 @@ def _locked(lock: Any, root: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise GalleryError(
+        raise GalleryBusyError(
             f"gallery is busy: another process has been writing for {LOCK_TIMEOUT_S:.0f} s; "
             "try again",
             root,

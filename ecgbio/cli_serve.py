@@ -1,0 +1,131 @@
+"""``ecgbio serve``: the gallery as an HTTP identity service (see :mod:`ecgbio.service`).
+
+A thin layer like the other commands: it turns options into :class:`ServiceSettings`, refuses an
+unsafe set-up in one line with exit code 2 (no token off loopback, a token file others can read,
+``--no-auth`` on a reachable host, half a TLS pair, a port in use), loads the model once, opens
+(or creates) the gallery once, and hands over to uvicorn until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ecgbio.cli_common import handle_errors
+from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, MaxMinutes, ModelDir, read_limit_s
+from ecgbio.config import DEFAULT_MODEL
+from ecgbio.service.settings import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+    TOKEN_ENV,
+    ServiceSettings,
+    load_token,
+)
+
+
+@handle_errors
+def serve(
+    gallery: Annotated[
+        Path, typer.Option("--gallery", help="Gallery directory (created when missing).")
+    ],
+    model: ModelDir = DEFAULT_MODEL,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on (0.0.0.0: every interface; needs a token)."
+        ),
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", help="Port (0: any free port).")] = DEFAULT_PORT,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help=f"File holding the bearer token (mode 600); else ${TOKEN_ENV} is read.",
+            show_default=False,
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="No token (accepted on 127.0.0.1, ::1, localhost only)."),
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="Requests computed at once (default: the CPU count).",
+            show_default=False,
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest request body accepted (413 beyond).")
+    ] = DEFAULT_MAX_UPLOAD_MB,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssl-certfile", help="TLS certificate (PEM), with --ssl-keyfile.", show_default=False
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option("--ssl-keyfile", help="TLS private key (PEM).", show_default=False),
+    ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            help="Log every request line (off by default: paths can hold person ids).",
+        ),
+    ] = False,
+) -> None:
+    """Serve the gallery over HTTP: enrol, identify, verify, list, remove (docs/service.md)."""
+    settings = ServiceSettings(
+        gallery=gallery,
+        model=model,
+        host=host,
+        port=port,
+        token=load_token(token_file) if not no_auth or token_file else None,
+        no_auth=no_auth,
+        threads=threads if threads is not None else (os.cpu_count() or 1),
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024) if max_upload_mb > 0 else 0,
+        read_limit_s=read_limit_s(max_minutes),
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        access_log=access_log,
+    ).checked()
+    from ecgbio.service import server
+
+    sock = server.bind(settings)
+    try:
+        from ecgbio.embed import Embedder
+        from ecgbio.service.app import create_app
+        from ecgbio.service.engine import Engine
+
+        # one core per request: --threads requests run side by side, rather than each
+        # request's network fighting the others for every core
+        embedder = Embedder(model, threads=1, read_limit_s=settings.read_limit_s)
+        engine = Engine.start(gallery, embedder)
+        try:
+            app = create_app(engine, settings)
+            persons = engine.health()["persons"]
+            for line in server.warnings_for(settings):
+                typer.echo(f"warning: {line}", err=True)
+            typer.echo(
+                server.started_line(settings, sock.getsockname()[1], persons, engine.created),
+                err=True,
+            )
+            server.run(app, settings, sock)
+        finally:
+            engine.close()  # closed already when uvicorn shut down; not when it never started
+    finally:
+        sock.close()
+    typer.echo("ecgbio serve: stopped", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``serve`` on ``app`` (the ``ecgbio`` typer app)."""
+    app.command("serve")(serve)

@@ -1,0 +1,188 @@
+"""What ``ecgbio serve`` was asked for, and the refusals made before anything starts.
+
+Why refuse rather than warn: the service holds biometric templates, so a server anyone on the
+network can query without a token, or whose token file every local user can read, is a
+configuration error, not a preference. Every refusal is one line and exit code 2, before the
+model is loaded or a port is bound.
+
+Authentication: a bearer token from ``--token-file`` (a file only its owner can read) or the
+``ECGBIO_TOKEN`` environment variable; ``--token-file`` wins when both are there (an explicit
+option beats an ambient variable). ``--no-auth`` is accepted only when the server listens on a
+loopback address (127.0.0.1, ::1, localhost): only processes on this machine can reach it then.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecgbio.errors import ConfigError
+
+#: the environment variable holding the token when no ``--token-file`` is given
+TOKEN_ENV = "ECGBIO_TOKEN"
+#: a token shorter than this is guessable; ``secrets.token_urlsafe(32)`` gives 43 characters
+MIN_TOKEN_CHARS = 16
+#: RFC 6750's b64token: what may follow ``Bearer`` in a header (``token_urlsafe`` and hex fit)
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: how to make a good token, said in every refusal about one
+MAKE_TOKEN = (
+    "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))' > F && chmod 600 F"
+)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 20.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything the service runs with; :meth:`checked` refuses a combination that is unsafe.
+
+    Attributes:
+        gallery: the gallery directory (created when missing, like ``ecgbio enroll`` does).
+        model: a run directory, or ``default`` (the shipped model).
+        token: the bearer token every request must carry; None only with ``no_auth``.
+        threads: how many requests are computed at once (each on one core).
+        max_upload_bytes: the largest request body accepted (413 beyond).
+        read_limit_s: how much of a record is read (``--max-minutes``; 0: all of it).
+    """
+
+    gallery: Path
+    model: str = "default"
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    no_auth: bool = False
+    threads: int = 1
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
+    read_limit_s: float = 600.0
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    access_log: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def checked(self) -> ServiceSettings:
+        """These settings, or a :class:`ConfigError` saying which one is refused and why."""
+        if self.token is not None and self.no_auth:
+            raise ConfigError(
+                f"--no-auth and a token (--token-file or {TOKEN_ENV}) exclude each other; give one"
+            )
+        if self.token is None and not self.no_auth:
+            raise ConfigError(
+                f"no token: give --token-file F or set {TOKEN_ENV} (every request must then "
+                "carry 'Authorization: Bearer <token>'); --no-auth is accepted on a loopback "
+                f"host only; {MAKE_TOKEN}"
+            )
+        if self.no_auth and not is_loopback(self.host):
+            raise ConfigError(
+                f"--no-auth is refused on --host {self.host}: without a token anyone who can "
+                "reach the port could query and change the gallery; serve 127.0.0.1, ::1 or "
+                f"localhost, or give a token (--token-file or {TOKEN_ENV})"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0-65535, got {self.port}")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.max_upload_bytes < 1024:
+            raise ConfigError(
+                f"--max-upload-mb must allow at least 1 KB, got {self.max_upload_bytes} bytes"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError("--ssl-certfile and --ssl-keyfile go together: give both or neither")
+        for flag, path in (
+            ("--ssl-certfile", self.ssl_certfile),
+            ("--ssl-keyfile", self.ssl_keyfile),
+        ):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{flag}: no such file", path)
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            check_tls(self.ssl_certfile, self.ssl_keyfile)
+        return self
+
+
+def check_tls(certfile: Path, keyfile: Path) -> None:
+    """Refuse a certificate and key that TLS cannot use (not PEM, a key of another certificate,
+    a key behind a passphrase), in one line before anything starts, rather than in uvicorn's
+    log once it tries."""
+    import ssl  # here: every other ecgbio command starts without it
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(certfile), str(keyfile), password=lambda: b"")
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"--ssl-certfile / --ssl-keyfile: TLS cannot use them ({exc}); give a PEM "
+            "certificate and its unencrypted PEM private key",
+            certfile,
+        ) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, ``localhost``)."""
+    import ipaddress  # here: the other commands start without it
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def load_token(token_file: Path | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token from ``token_file`` (refused when others may read it) or ``$ECGBIO_TOKEN``.
+
+    Returns None when neither gives one. Refused: a token file that is not a plain file, that
+    users other than its owner may read or write (``chmod 600`` it), or a token that is too short
+    or holds characters a bearer token cannot (spaces, quotes, non-ASCII).
+    """
+    environ = os.environ if environ is None else environ
+    if token_file is not None:
+        path = Path(token_file)
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise ConfigError(
+                f"--token-file: cannot read it ({exc.strerror or exc})", path
+            ) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("--token-file: not a plain file", path)
+        if info.st_mode & 0o007:
+            raise ConfigError(
+                f"--token-file: other users may read it (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "a token anyone on this machine can read protects nothing: chmod 600 it",
+                path,
+            )
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--token-file: cannot read it as ASCII text ({exc})", path) from None
+        return check_token(text, f"--token-file {path}")
+    text = environ.get(TOKEN_ENV, "").strip()
+    return check_token(text, TOKEN_ENV) if text else None
+
+
+def check_token(token: str, source: str) -> str:
+    """``token`` if it can serve as a bearer token (long enough, b64token characters)."""
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"{source}: the token has {len(token)} characters; use at least {MIN_TOKEN_CHARS} "
+            f"(a short token can be guessed); {MAKE_TOKEN}"
+        )
+    if not _TOKEN.fullmatch(token):
+        raise ConfigError(
+            f"{source}: the token may hold only letters, digits and -._~+/ (an HTTP bearer "
+            f"token); {MAKE_TOKEN}"
+        )
+    return token
