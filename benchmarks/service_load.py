@@ -92,14 +92,14 @@ def wfdb_files(hea: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
 class Server:
     """``ecgbio serve`` in its own process, until :meth:`stop`."""
 
-    def __init__(self, gallery: Path, token: str, log: Path) -> None:
+    def __init__(self, gallery: Path, token: str, log: Path, extra: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ECGBIO_TOKEN": token}
         self._log = open(log, "w")  # noqa: SIM115 - open for the server's lifetime
         command = [sys.executable, "-m", "ecgbio.cli", "serve", "--gallery", str(gallery)]
         self.process = subprocess.Popen(
-            [*command, "--port", str(self.port)],
+            [*command, "--port", str(self.port), *extra],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--sizes", default="90,10000", help="gallery sizes (persons)")
     parser.add_argument("--enrol-every", type=float, default=1.0, help="writer pause, seconds")
+    parser.add_argument(
+        "--serve-args", default="", help="more `ecgbio serve` options (default: its defaults)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not ECGID.is_dir():
@@ -208,7 +211,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for size in (int(s) for s in args.sizes.split(",")):
             gallery = Path(tmp) / f"gallery-{size}"
             persons = build_gallery(gallery, size)
-            server = Server(gallery, token, Path(tmp) / f"serve-{size}.log")
+            server = Server(
+                gallery, token, Path(tmp) / f"serve-{size}.log", args.serve_args.split()
+            )
             writer = {
                 "sources": persons_with("rec_1"),
                 "next": 0,
@@ -238,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_time_s": round(time.perf_counter() - started, 1),
         "goals": GOALS,
         "seconds_per_setting": args.seconds,
+        "serve_options": args.serve_args or "(defaults)",
         "probe": "ECG-ID rec_2 of the enrolled persons (20 s, 500 Hz, two channels) as WFDB "
         "uploads; a writer enrols ECG-ID rec_1 records under new ids meanwhile",
         "rows": rows,

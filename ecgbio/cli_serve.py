@@ -23,6 +23,7 @@ from ecgbio.service.settings import (
     DEFAULT_PORT,
     TOKEN_ENV,
     ServiceSettings,
+    default_workers,
     load_token,
 )
 
@@ -60,6 +61,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Worker processes sharing the port, each with its own model (default: one "
+            "per core, at most 4; 1: a single process).",
+            show_default=False,
+        ),
+    ] = None,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest request body accepted (413 beyond).")
     ] = DEFAULT_MAX_UPLOAD_MB,
@@ -91,6 +101,7 @@ def serve(
         token=load_token(token_file) if not no_auth or token_file else None,
         no_auth=no_auth,
         threads=threads if threads is not None else (os.cpu_count() or 1),
+        workers=workers if workers is not None else default_workers(),
         max_upload_bytes=int(max_upload_mb * 1024 * 1024) if max_upload_mb > 0 else 0,
         read_limit_s=read_limit_s(max_minutes),
         ssl_certfile=ssl_certfile,
@@ -118,7 +129,11 @@ def serve(
                 server.started_line(settings, sock.getsockname()[1], persons, engine.created),
                 err=True,
             )
-            server.run(app, settings, sock)
+            if settings.workers > 1:
+                engine.close()  # each worker opens its own; this one only checked the set-up
+                server.run_workers(settings, sock)
+            else:
+                server.run(app, settings, sock)
         finally:
             engine.close()  # closed already when uvicorn shut down; not when it never started
     finally:

@@ -589,7 +589,42 @@ def test_refuses_to_start_unsafe(tmp_path):
             _serve("--gallery", gallery, "--token-file", str(readable), "--port", port),
             "cannot listen",
         )
+    _refused(
+        _serve("--gallery", gallery, "--token-file", str(readable), "--workers", "0"),
+        "--workers",
+    )
     assert not (tmp_path / "g").exists()  # nothing was created by a refused start
+
+
+def test_workers_get_their_settings_from_the_environment_without_the_token_in_json(tmp_path):
+    from ecgbio.service.settings import (
+        SETTINGS_ENV,
+        TOKEN_ENV,
+        ServiceSettings,
+        from_environment,
+        to_environment,
+    )
+
+    settings = ServiceSettings(gallery=tmp_path / "g", token=TOKEN, threads=3, workers=2)
+    environ = to_environment(settings)
+    assert environ[TOKEN_ENV] == TOKEN and TOKEN not in environ[SETTINGS_ENV]
+    assert from_environment(environ) == settings
+
+
+def test_a_single_process_server(tmp_path, cohort):
+    """``--workers 1``: no child processes; the same answers."""
+    served = launch(tmp_path / "g", "--no-auth", "--workers", "1", token=None)
+    try:
+        assert "1 worker(s)" in "".join(served.log)
+        with served.client(token=None) as client:
+            enrolled = client.post(
+                "/v1/enroll", data={"person": "solo"}, files=wfdb_files(cohort[0])
+            )
+            assert enrolled.status_code == 200, enrolled.text
+            answer = client.post("/v1/identify", files=wfdb_files(cohort[0])).json()
+            assert answer["decision"] == "solo"
+    finally:
+        served.stop()
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")

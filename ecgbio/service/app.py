@@ -182,6 +182,20 @@ def create_app(engine: Engine, settings: ServiceSettings) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The application of one worker process of ``ecgbio serve --workers N`` (uvicorn imports
+    and calls this in each process it spawns): its own model and gallery connections, from the
+    settings the parent process checked and left in the environment."""
+    import os
+
+    from ecgbio.embed import Embedder
+    from ecgbio.service.settings import from_environment
+
+    settings = from_environment(os.environ)
+    embedder = Embedder(settings.model, threads=1, read_limit_s=settings.read_limit_s)
+    return create_app(Engine.start(settings.gallery, embedder), settings)
+
+
 def _document(app: FastAPI) -> None:
     """Add the request models, which the routes read by hand (JSON or multipart), to the
     OpenAPI description, so ``/docs`` shows both forms of every request."""

@@ -70,18 +70,7 @@ def run(app: FastAPI, settings: ServiceSettings, sock: socket.socket) -> None:
     """Serve ``app`` on ``sock`` until SIGINT / SIGTERM (then finish the requests in flight)."""
     import uvicorn
 
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=sock.getsockname()[1],
-        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-        log_config=log_config(settings.access_log),
-        access_log=settings.access_log,
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
+    config = uvicorn.Config(app, **_uvicorn_options(settings, sock))
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT / SIGTERM, then raises the signal again for the
     # handler it found; ours ends the command quietly (exit code 0) instead of a
@@ -96,6 +85,52 @@ def run(app: FastAPI, settings: ServiceSettings, sock: socket.socket) -> None:
             signal.signal(sig, handler)
     if not server.started:
         sys.exit(2)  # uvicorn logged why (the application failed to start, ...)
+
+
+#: what uvicorn imports in each worker process of ``--workers N``
+APP_FACTORY = "ecgbio.service.app:app_from_environment"
+
+
+def run_workers(settings: ServiceSettings, sock: socket.socket) -> None:
+    """Serve with ``settings.workers`` processes sharing ``sock``, under uvicorn's supervisor
+    (it restarts a worker that dies, and stops them all on SIGINT / SIGTERM).
+
+    Why processes: Python runs one thread of a process at a time, and reading a record and
+    cutting its beats is Python; the model's own calls release that lock but are a minority of
+    a request's work. Each worker is a spawned interpreter that builds its own model and
+    gallery connections from the settings left in its environment
+    (:func:`~ecgbio.service.settings.to_environment`); the gallery's lock and transactions keep
+    their writes apart, as they keep a service's and a CLI's.
+    """
+    import os
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from ecgbio.service.settings import to_environment
+
+    os.environ.update(to_environment(settings))
+    config = uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        workers=settings.workers,
+        **_uvicorn_options(settings, sock),
+    )
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def _uvicorn_options(settings: ServiceSettings, sock: socket.socket) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": sock.getsockname()[1],
+        "ssl_certfile": str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        "ssl_keyfile": str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        "log_config": log_config(settings.access_log),
+        "access_log": settings.access_log,
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 30,
+    }
 
 
 class _Stopped(Exception):  # noqa: N818 - a signal, not an error
@@ -127,7 +162,8 @@ def started_line(settings: ServiceSettings, port: int, persons: int, created: bo
     url = replace(settings, port=port).url
     return (
         f"ecgbio serve: {'created' if created else 'gallery'} {settings.gallery} ({persons} "
-        f"person(s)), model {settings.model}, {settings.threads} thread(s); listening on {url} "
+        f"person(s)), model {settings.model}, {settings.workers} worker(s) x "
+        f"{settings.threads} thread(s); listening on {url} "
         f"({'no token: loopback only' if settings.no_auth else 'bearer token required'}); "
         f"API docs at {url}/docs"
     )

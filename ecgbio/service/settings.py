@@ -35,6 +35,16 @@ MAKE_TOKEN = (
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
+#: the settings of worker processes (``--workers``), as JSON without the token
+SETTINGS_ENV = "ECGBIO_SERVE_SETTINGS"
+#: each worker holds a model and a gallery connection of its own
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """One worker process per core, at most 4: past that, memory (a model each) grows faster
+    than answers on the machines a gallery service runs on."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,11 @@ class ServiceSettings:
         gallery: the gallery directory (created when missing, like ``ecgbio enroll`` does).
         model: a run directory, or ``default`` (the shipped model).
         token: the bearer token every request must carry; None only with ``no_auth``.
-        threads: how many requests are computed at once (each on one core).
+        threads: how many requests each worker process computes at once (each on one core).
+        workers: worker processes, each with its own model and gallery connections, sharing
+            the port (Python runs one thread of a process at a time between the model's calls,
+            so on several cores processes answer more at once than threads; 1: no child
+            processes).
         max_upload_bytes: the largest request body accepted (413 beyond).
         read_limit_s: how much of a record is read (``--max-minutes``; 0: all of it).
     """
@@ -57,6 +71,7 @@ class ServiceSettings:
     token: str | None = None
     no_auth: bool = False
     threads: int = 1
+    workers: int = 1
     max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
     read_limit_s: float = 600.0
     ssl_certfile: Path | None = None
@@ -94,6 +109,8 @@ class ServiceSettings:
             raise ConfigError(f"--port must be 0-65535, got {self.port}")
         if self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
         if self.max_upload_bytes < 1024:
             raise ConfigError(
                 f"--max-upload-mb must allow at least 1 KB, got {self.max_upload_bytes} bytes"
@@ -109,6 +126,31 @@ class ServiceSettings:
         if self.ssl_certfile is not None and self.ssl_keyfile is not None:
             check_tls(self.ssl_certfile, self.ssl_keyfile)
         return self
+
+
+def to_environment(settings: ServiceSettings) -> dict[str, str]:
+    """``settings`` as the environment of worker processes: the token in :data:`TOKEN_ENV`
+    (where ``ecgbio serve`` reads it too), everything else as JSON in :data:`SETTINGS_ENV`."""
+    import json
+    from dataclasses import asdict
+
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
+    token = fields.pop("token")
+    out = {SETTINGS_ENV: json.dumps(fields)}
+    if token is not None:
+        out[TOKEN_ENV] = token
+    return out
+
+
+def from_environment(environ: Mapping[str, str]) -> ServiceSettings:
+    """The settings :func:`to_environment` handed to a worker process, checked again."""
+    import json
+
+    fields = json.loads(environ[SETTINGS_ENV])
+    for key in ("gallery", "ssl_certfile", "ssl_keyfile"):
+        if fields.get(key) is not None:
+            fields[key] = Path(fields[key])
+    return ServiceSettings(**fields, token=environ.get(TOKEN_ENV)).checked()
 
 
 def check_tls(certfile: Path, keyfile: Path) -> None:
