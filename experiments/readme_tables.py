@@ -539,6 +539,45 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+def production_table() -> str:
+    """Cold CLI, service under load and ONNX Runtime's convolutions (issue #15 benchmarks)."""
+    bench = REPO / "benchmarks" / "results"
+    cold, load = bench / "cold_cli.json", bench / "service_load.json"
+    if not cold.exists() or not load.exists():
+        return "_no results yet: run `python -m benchmarks.cold_cli` and `... service_load`_"
+    c, s = json.loads(cold.read_text()), json.loads(load.read_text())
+    rows = ["| what | figure | command |", "|---|---|---|"]
+    names = {"before": f"before ({c['baseline']})", "now_torch": "`--backend torch`", "now": "now"}
+    for case, label in (("identify", "cold `ecgbio identify`"), ("missing_file", "a missing file")):
+        figures = ", ".join(
+            f"{names[v]} {f['median_s']:.2f} s" for v, f in c["figures"][case].items()
+        )
+        rows.append(
+            f"| {label}, process start to answer ({c['gallery_persons']} persons) | {figures} "
+            f"(median of {c['figures'][case]['now']['runs']}) | `{c['command']}` |"
+        )
+    for r in s["rows"]:
+        rows.append(
+            f"| `ecgbio serve`, {r['clients']} client(s), gallery of {r['gallery_persons']:,}, a "
+            f"writer enrolling meanwhile | **{r['answers_per_s']:.0f} answers/s**, p50 "
+            f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; {r['errors']} errors, "
+            f"{r.get('lost_enrolments', '?')} of {r.get('writer_enrolled', '?')} enrolments lost "
+            f"| `{s['command']}` |"
+        )
+    conv = bench / "onnx_conv.json"
+    if conv.exists():
+        o = json.loads(conv.read_text())
+        row = next(r for r in o["rows"] if r["batch"] == 28)
+        rows.append(
+            f"| embedding 28 beats, 1 thread: ONNX as exported / rewritten to 2-D convolutions / "
+            f"torch | {row['conv1d_as_exported_ms']:.1f} / {row['conv2d_rewritten_ms']:.1f} / "
+            f"{row['torch_ms']:.1f} ms | `{o['command']}` |"
+        )
+    hw = s["hardware"]
+    rows += ["", f"{hw['cpu']}, {hw['cores']} cores, everything on the same machine."]
+    return "\n".join(rows)
+
+
 def score_norm_table() -> str:
     """Score normalisations: rank-1 and EER (95 % CI) per measurement, and the rule's choice."""
     d = _load("score-norm")
@@ -565,6 +604,7 @@ def score_norm_table() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "score-norm": score_norm_table,
     "speed": speed_table,
+    "production": production_table,
     "default-model": default_model_table,
     "default-summary": default_summary_table,
     "default-variants": default_variants_table,

@@ -104,12 +104,13 @@ class Searcher:
             return self._state
         self.store.meta = self.store.read_meta()  # another process may have reconfigured it
         mode, wanted = self.store.meta["template_mode"], self.store.meta["index_kind"]
-        snap = self.store.vectors(with_vectors=False)
-        keys, owners, _, most = entries(snap.ids, snap.owners, None, mode)
-        kind = faiss_index.resolve_kind(wanted, len(keys))
         index = None
-        if kind != "flat" and self.cache.is_file():
-            index = faiss_index.load(self.cache.read_bytes(), self._tag(snap.generation, kind))
+        if self.cache.is_file():  # only approximate indexes are cached: flat ones skip this read
+            snap = self.store.vectors(with_vectors=False)
+            keys, owners, _, most = entries(snap.ids, snap.owners, None, mode)
+            kind = faiss_index.resolve_kind(wanted, len(keys))
+            if kind != "flat":
+                index = faiss_index.load(self.cache.read_bytes(), self._tag(snap.generation, kind))
             if index is not None and index.ntotal - len(keys) > faiss_index.MAX_DEAD * index.ntotal:
                 index = None  # too many dead entries: rebuild
         if index is None:
