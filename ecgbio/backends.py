@@ -9,9 +9,10 @@ Two ways to run a run's embedding network, behind one small interface
   run that has no ``model.onnx``).
 
 ``auto`` takes ONNX when the run directory holds ``model.onnx`` and onnxruntime imports, else
-torch. Before ``model.onnx`` is used its metadata must name the sha256 of the run's
-``model.safetensors`` and the model config it was exported with: a stale file (re-trained run) or
-a tampered one is refused with a one-line :class:`~ecgbio.rundir.RunError` saying how to
+torch. Before ``model.onnx`` is used its bytes must match the sha256 the export wrote beside it
+(``model.onnx.sha256``), and its metadata must name the sha256 of the run's ``model.safetensors``
+and the model config it was exported with: a stale file (re-trained run), a damaged or an edited
+one is refused with a one-line :class:`~ecgbio.rundir.RunError` saying how to
 re-export, never silently replaced by torch, whose embeddings would then differ from the ONNX
 file's without anyone knowing which one a gallery was enrolled with.
 """
@@ -117,6 +118,7 @@ class OnnxBackend(EmbeddingBackend):
                 data = self.path.read_bytes()
             except OSError as exc:
                 raise RunError(f"cannot read the ONNX model ({exc.strerror or exc})", path) from exc
+            check_digest(self.path, data, again)
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(int(threads), 0)
         options.inter_op_num_threads = 1
@@ -150,6 +152,38 @@ class OnnxBackend(EmbeddingBackend):
             x = np.ascontiguousarray(waves[start : start + BATCH_SIZE], dtype=np.float32)
             out.append(self.session.run([self.output_name], {self.input_name: x})[0])
         return l2_normalise(np.concatenate(out))
+
+
+def digest_path(model: Path) -> Path:
+    """Where the sha256 of an exported ONNX file is kept: ``model.onnx.sha256`` beside it."""
+    return model.with_name(model.name + ".sha256")
+
+
+def check_digest(model: Path, data: bytes, again: str) -> None:
+    """Refuse ``model``'s bytes unless they are the ones the export wrote.
+
+    Why beside the metadata check: the metadata says which weights the file was exported from,
+    but an edit of the file's own weights (or a damaged copy) leaves it as it was. The export
+    writes the file's sha256 beside it (:func:`digest_path`), in ``sha256sum`` format; hashing
+    the bytes already read costs milliseconds, where parsing the graph to hash it would cost
+    an import of ``onnx``. Like every file of a run directory, it detects damage and edits of
+    the model file, not a writer who rewrites both files: a gallery's binding to the weights'
+    sha256 is what it can trust.
+    """
+    import hashlib
+
+    digest = digest_path(model)
+    try:
+        recorded = digest.read_text().split()[0].lower()
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise RunError(f"no readable {digest.name} beside it; {again}", model) from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if recorded != actual:
+        raise RunError(
+            f"changed since it was exported (sha256 {actual[:12]}, {digest.name} says "
+            f"{recorded[:12]}): damaged or edited; {again}",
+            model,
+        )
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -119,7 +119,9 @@ def clean(signal: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray
             try:
                 return np.asarray(ecg_clean_neurokit(x, int(round(fs))), dtype=np.float64)
             except ValueError as exc:  # what neurokit2 raises here (too short a signal)
-                raise ConfigError(f"unknown cleaning method {method!r}: {exc}") from exc
+                raise ConfigError(
+                    f"cannot clean a {x.shape[-1]}-sample signal with {method!r}: {exc}"
+                ) from exc
     import neurokit2 as nk
 
     with warnings.catch_warnings():

@@ -16,6 +16,7 @@ existing file is replaced only with ``force``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import time
@@ -37,6 +38,7 @@ from ecgbio.backends import (
     META_WEIGHTS,
     OUTPUT_NAME,
     OnnxBackend,
+    digest_path,
     expected_metadata,
 )
 from ecgbio.config import DEFAULT_MODEL
@@ -106,6 +108,8 @@ def export_onnx(
 
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+    with atomic_open(digest_path(path), "w") as handle:  # after the model: see OnnxBackend
+        handle.write(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
     from ecgbio import __version__
 
     return ExportResult(
@@ -208,18 +212,27 @@ def conv1d_as_conv2d(proto: Any) -> int:
     """
     from onnx import helper, numpy_helper
 
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:  # Unsqueeze / Squeeze take their axes as an input from opset 13 on
+        return 0
     graph = proto.graph
     weights = {w.name: w for w in graph.initializer}
     axis = "ecgbio_height_axis"
+    as_2d: dict[str, str] = {}  # 1-D weight -> its 2-D copy (one copy however many convs share it)
     nodes, rewritten = [], 0
     for node in graph.node:
         weight = weights.get(node.input[1]) if node.op_type == "Conv" else None
         if weight is None or len(weight.dims) != 3:
             nodes.append(node)
             continue
-        weight.CopyFrom(
-            numpy_helper.from_array(numpy_helper.to_array(weight)[:, :, None, :], weight.name)
-        )
+        if weight.name not in as_2d:
+            as_2d[weight.name] = f"{weight.name}__2d"
+            graph.initializer.append(
+                numpy_helper.from_array(
+                    numpy_helper.to_array(weight)[:, :, None, :], as_2d[weight.name]
+                )
+            )
+        node.input[1] = as_2d[weight.name]
         for attribute in node.attribute:
             values = list(attribute.ints)
             if attribute.name == "pads":
@@ -238,6 +251,10 @@ def conv1d_as_conv2d(proto: Any) -> int:
         graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), axis))
         del graph.node[:]
         graph.node.extend(nodes)
+        used = {name for node in graph.node for name in node.input}
+        kept = [w for w in graph.initializer if w.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)  # a 1-D weight only the rewritten convs used is dropped
         del graph.value_info[:]  # shapes of the rewritten tensors changed; ORT infers them
     return rewritten
 
@@ -269,7 +286,14 @@ def _agreement(run: Any, data: bytes, path: Path, waves: np.ndarray) -> float:
     longer = np.repeat(waves[:8], 2, axis=-1)
     cosines = []
     for batch in (waves, waves[:1], longer):
-        reference, got = embed_waves(run.backbone, batch), onnx.embed(batch)
+        reference = embed_waves(run.backbone, batch)
+        try:
+            got = onnx.embed(batch)
+        except Exception as exc:  # ONNX Runtime's own error types: the export is refused
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(
+                f"ONNX Runtime cannot run the exported file ({first}); nothing written", path
+            ) from exc
         if got.shape != reference.shape:
             raise ExportError(
                 f"ONNX Runtime gives embeddings of shape {got.shape}, torch {reference.shape}; "

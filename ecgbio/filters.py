@@ -1,13 +1,13 @@
 """The few ``scipy.signal`` (and ``scipy.ndimage``) routines the beats path runs, in numpy only.
 
-Why: importing ``scipy.signal`` costs ~0.7 s (its package imports ``scipy.stats`` and more) and a
-cold ``ecgbio identify`` must answer in about a second (issue #15). Each function here is a port
-of what scipy executes for the arguments ecgbio passes, step for step, so that the result is
-scipy's to float rounding; ``tests/test_filters.py`` checks that on synthetic edge cases and
-``tests/test_neurokit_ports.py`` on real records. Where scipy's own arithmetic order can be kept
-cheaply (filter design, FIR filtering, resampling, the moving average) it is kept, and the result
-is bit for bit scipy's; the IIR filter runs block by block (see :func:`sosfilt`), exact but for the
-order of float additions.
+Why: importing ``scipy.signal`` imports ``scipy.stats`` and more, a large share of the second a
+cold ``ecgbio identify`` may take (issue #15; ``benchmarks/results/cold_cli.json``). Each function
+here is a port of what scipy executes for the arguments ecgbio passes, step for step, so that the
+result is scipy's to float rounding; ``tests/test_filters.py`` checks that on synthetic edge cases
+and ``tests/test_neurokit_ports.py`` on real records. Where scipy's own arithmetic order can be
+kept cheaply (filter design, FIR filtering, resampling, the moving average) it is kept, and the
+result is bit for bit scipy's; the IIR filter runs block by block (see :func:`sosfilt`), exact but
+for the order of float additions.
 
 Ported from scipy 1.17 (``signal/_filter_design.py``: ``butter``, ``zpk2sos``;
 ``signal/_signaltools.py``: ``sosfiltfilt``, ``sosfilt_zi``, ``lfilter_zi``, ``filtfilt``,
@@ -544,6 +544,8 @@ def uniform_filter1d_nearest(x: np.ndarray, size: int) -> np.ndarray:
     if size < 1:
         raise RuntimeError("incorrect filter size")
     n = x.shape[0]
+    if n == 0:
+        return x.copy()
     before = size // 2
     after = size - before - 1
     ext = np.concatenate((np.full(before, x[0]), x, np.full(after, x[-1])))
@@ -724,6 +726,8 @@ def resample_poly(
     h = h.astype(out_dtype)
     xm = np.moveaxis(np.asarray(x, dtype=out_dtype), axis, -1)
     n_in = xm.shape[-1]
+    if n_in == 0:  # scipy returns an empty array whatever the padding
+        return np.moveaxis(np.zeros((*xm.shape[:-1], 0), out_dtype), -1, axis)
     n_out = n_in * up
     n_out = n_out // down + bool(n_out % down)
     n_post_pad = 0

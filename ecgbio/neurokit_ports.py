@@ -1,7 +1,8 @@
 """neurokit2's ECG cleaning (``method="neurokit"``) and two of its R-peak detectors, in numpy.
 
-Why: ``import neurokit2`` costs 0.7-1.8 s (it imports scipy.signal, pandas, matplotlib, sklearn,
-pywavelets...), most of the one second a cold ``ecgbio identify`` may take (issue #15). These
+Why: ``import neurokit2`` imports scipy.signal, pandas, matplotlib, sklearn, pywavelets..., which
+costs a cold ``ecgbio identify`` more than all the rest of its work (issue #15;
+``benchmarks/results/cold_cli.json``). These
 ports run exactly what neurokit2 0.2.13 runs for the calls ecgbio makes, on :mod:`ecgbio.filters`
 in place of scipy:
 
@@ -165,6 +166,8 @@ def findpeaks_neurokit(
         TypeError: the signal is shorter than the 0.75 s gradient average (as neurokit2 does).
     """
     signal = np.asarray(signal)
+    if not np.issubdtype(signal.dtype, np.floating):
+        signal = signal.astype(np.float64)  # as scipy's find_peaks reads it (integers overflow)
     absgrad = np.gradient(signal)
     np.abs(absgrad, out=absgrad)
     smooth_kernel = int(np.rint(smoothwindow * sampling_rate))

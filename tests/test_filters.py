@@ -326,3 +326,21 @@ def test_most_prominent_maxima_is_find_peaks_per_segment():
                 loc, props = scipy.signal.find_peaks(x[b:e], prominence=(None, None))
             want = b + loc[np.argmax(props["prominences"])] if loc.size else -1
             assert got[i] == want, (x[b:e], got[i], want)
+
+
+def test_empty_and_integer_inputs_behave_as_scipy_and_neurokit2():
+    """Edge cases the pipeline does not reach today but a caller of the ports may: empty arrays
+    come back empty (as scipy's), integer signals are read as floats (as find_peaks reads them)."""
+    import neurokit2 as nk
+
+    from ecgbio.neurokit_ports import findpeaks_neurokit
+
+    assert filters.uniform_filter1d_nearest(np.zeros(0), 3).shape == (0,)
+    assert scipy.ndimage.uniform_filter1d(np.zeros(0), 3, mode="nearest").shape == (0,)
+    for shape in ((0,), (0, 2)):
+        ours = filters.resample_poly(np.zeros(shape), 1, 5, padtype="line")
+        theirs = scipy.signal.resample_poly(np.zeros(shape), 1, 5, padtype="line")
+        assert ours.shape == theirs.shape
+    wave = (np.sin(np.linspace(0, 60, 5000)) * 1000).astype(np.int16)
+    expected = nk.ecg_findpeaks(wave, 500, method="neurokit")["ECG_R_Peaks"]
+    assert np.array_equal(findpeaks_neurokit(wave, 500), expected)

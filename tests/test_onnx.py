@@ -237,7 +237,16 @@ def test_backend_onnx_without_model_onnx_is_one_line(cohort, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "damage", ["other-weights", "model-config", "garbage", "no-metadata", "edited-sha"]
+    "damage",
+    [
+        "other-weights",
+        "model-config",
+        "garbage",
+        "no-metadata",
+        "edited-sha",
+        "edited-weights",
+        "no-digest",
+    ],
 )
 def test_a_stale_or_tampered_model_onnx_is_refused_and_the_gallery_kept(
     cohort, exported, tmp_path, damage
@@ -267,9 +276,20 @@ def test_a_stale_or_tampered_model_onnx_is_refused_and_the_gallery_kept(
         ]
         (model / "config.json").write_text(json.dumps(config))
         expected = ("exported for another model config (model differ",)
-    elif damage == "garbage":
+    elif damage == "garbage":  # (with a digest to match: the reader's own check answers)
         target.write_bytes(b"\x00garbage, not a protobuf\xff" * 10)
+        rehash(target)
         expected = ("not a readable ONNX model",)
+    elif damage == "edited-weights":  # a weight scaled, the metadata left as it was
+        proto = onnx.load(target)
+        weight = max(proto.graph.initializer, key=lambda w: len(w.raw_data))
+        values = onnx.numpy_helper.to_array(weight) * 1.5
+        weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+        target.write_bytes(proto.SerializeToString())
+        expected = ("changed since it was exported", "damaged or edited")
+    elif damage == "no-digest":
+        (model / "model.onnx.sha256").unlink()
+        expected = ("no readable model.onnx.sha256 beside it",)
     else:
         proto = onnx.load(target)
         props = {p.key: p.value for p in proto.metadata_props}
@@ -281,6 +301,7 @@ def test_a_stale_or_tampered_model_onnx_is_refused_and_the_gallery_kept(
         else:
             expected = ("without ecgbio's weights fingerprint",)
         target.write_bytes(proto.SerializeToString())
+        rehash(target)
     hint = f"re-export it: ecgbio export --onnx --model {model} --force"
     common = ("--model", model, "--gallery", gallery)
     text = assert_one_line_error(run("identify", *common, second), *expected, hint)
@@ -292,6 +313,14 @@ def test_a_stale_or_tampered_model_onnx_is_refused_and_the_gallery_kept(
     if damage not in ("other-weights", "model-config"):  # torch still works: the model is fine
         fine = run("identify", *common, second, "--backend", "torch")
         assert fine.exit_code in (0, 1), fine.output
+
+
+def rehash(model: Path) -> None:
+    """Write ``model``'s current sha256 beside it, as an export would."""
+    import hashlib
+
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    (model.parent / (model.name + ".sha256")).write_text(f"{digest}  {model.name}\n")
 
 
 def test_evaluate_with_the_onnx_backend_gives_torchs_figures(cohort, exported):
@@ -325,3 +354,44 @@ def test_the_shipped_default_model_has_a_current_model_onnx():
     encoder, run_info = open_backend(info, parsed, weights, "auto")
     assert encoder.name == "onnx" and run_info is info
     assert expected_metadata(info)["ecgbio.weights_sha256"] == info.fingerprint
+
+
+def test_conv1d_as_conv2d_keeps_shared_grouped_dilated_and_padded_convolutions():
+    """The rewrite gives ONNX Runtime the same numbers for every kind of 1-D convolution torch
+    exports: a weight two convolutions share, groups, dilation, stride, 'same' padding."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from ecgbio.export import conv1d_as_conv2d
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv1d(4, 4, 3, padding=1)
+            self.b = torch.nn.Conv1d(4, 4, 3, padding=1)
+            self.b.weight = self.a.weight  # shared
+            self.grouped = torch.nn.Conv1d(4, 8, 5, groups=2, dilation=2, stride=2, padding=4)
+            self.same = torch.nn.Conv1d(8, 3, 4, padding="same")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.same(self.grouped(torch.relu(self.b(self.a(x)))))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(3, 4, 40)
+    proto = torch.onnx.export(net, (x,), dynamo=True, verbose=False).model_proto
+    before = proto.SerializeToString()
+    assert conv1d_as_conv2d(proto) == 4
+    weights = {w.name: len(w.dims) for w in proto.graph.initializer}
+    assert all(weights[n.input[1]] == 4 for n in proto.graph.node if n.op_type == "Conv")
+    onnx.checker.check_model(proto)
+    outputs = []
+    for data in (before, proto.SerializeToString()):
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    with torch.no_grad():
+        reference = net(x).numpy()
+    assert outputs[1].shape == reference.shape
+    assert np.abs(outputs[1] - reference).max() < 1e-5
+    assert np.abs(outputs[1] - outputs[0]).max() < 1e-5
