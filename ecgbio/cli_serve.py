@@ -25,6 +25,8 @@ from ecgbio.service.settings import (
     ServiceSettings,
     default_workers,
     load_token,
+    upload_bytes,
+    worker_environment,
 )
 
 
@@ -102,24 +104,23 @@ def serve(
         no_auth=no_auth,
         threads=threads if threads is not None else (os.cpu_count() or 1),
         workers=workers if workers is not None else default_workers(),
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024) if max_upload_mb > 0 else 0,
+        max_upload_bytes=upload_bytes(max_upload_mb),
         read_limit_s=read_limit_s(max_minutes),
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         access_log=access_log,
     ).checked()
+    # what the workers will read, read back here first: a refusal is one line now, not a
+    # worker that cannot start
+    environment = worker_environment(settings) if settings.workers > 1 else None
     from ecgbio.service import server
 
     sock = server.bind(settings)
     try:
-        from ecgbio.embed import Embedder
         from ecgbio.service.app import create_app
-        from ecgbio.service.engine import Engine
+        from ecgbio.service.engine import start_engine
 
-        # one core per request: --threads requests run side by side, rather than each
-        # request's network fighting the others for every core
-        embedder = Embedder(model, threads=1, read_limit_s=settings.read_limit_s)
-        engine = Engine.start(gallery, embedder)
+        engine = start_engine(settings)
         try:
             app = create_app(engine, settings)
             persons = engine.health()["persons"]
@@ -131,7 +132,7 @@ def serve(
             )
             if settings.workers > 1:
                 engine.close()  # each worker opens its own; this one only checked the set-up
-                server.run_workers(settings, sock)
+                server.run_workers(settings, sock, environment)
             else:
                 server.run(app, settings, sock)
         finally:

@@ -15,12 +15,14 @@ Routes mirror the CLI (each answers the JSON its command prints with ``--json``)
 Why ``/docs`` and ``/openapi.json`` need no token: they describe the API only (no person, no
 gallery, no model), and a browser opening ``/docs`` cannot send a bearer header; the "Authorize"
 button there then sends the token with the requests tried from the page. Everything else,
-``/health`` included, needs the token.
+``/health`` included, needs the token; FastAPI's other pages (``/redoc``, and the OAuth2
+redirect page Swagger UI needs for OAuth2 only) are off, so no other route answers without it.
 
 Why records are read in ``async`` routes but computed in threads: the event loop reads bodies
-and uploads without blocking, and the work (files, the readers, the model, the gallery) runs in
-AnyIO worker threads bounded by a :class:`anyio.CapacityLimiter` of ``--threads`` tokens, so at
-most that many requests compute at once and the others wait their turn without holding a thread.
+and uploads without blocking, and the work (parsing JSON, files, the readers, the model, the
+gallery) runs in AnyIO worker threads bounded by a :class:`anyio.CapacityLimiter` of
+``--threads`` tokens, so at most that many requests compute at once and the others wait their
+turn without holding a thread.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def create_app(engine: Engine, settings: ServiceSettings) -> FastAPI:
         description="Enrol, identify and verify people by their ECG (see docs/service.md). "
         "Every route but /docs and /openapi.json needs 'Authorization: Bearer <token>'.",
         lifespan=lifespan,
+        redoc_url=None,  # one docs page, /docs; ReDoc would be a second tokenless route
+        swagger_ui_oauth2_redirect_url=None,  # bearer tokens need no OAuth2 redirect page
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
@@ -185,15 +189,36 @@ def create_app(engine: Engine, settings: ServiceSettings) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """The application of one worker process of ``ecgbio serve --workers N`` (uvicorn imports
     and calls this in each process it spawns): its own model and gallery connections, from the
-    settings the parent process checked and left in the environment."""
-    import os
+    settings the parent process checked and left in the environment.
 
-    from ecgbio.embed import Embedder
+    A worker that cannot build it (the gallery or the model gone or changed since the parent
+    checked them, garbled settings) prints one ``error:`` line (a traceback first if it is a bug)
+    and exits with uvicorn's ``STARTUP_FAILURE``: the supervisor then stops the service instead
+    of restarting a worker that would fail the same way forever.
+    """
+    import os
+    import sys
+    import traceback
+
+    from uvicorn.config import STARTUP_FAILURE
+
+    from ecgbio.service.engine import start_engine
     from ecgbio.service.settings import from_environment
 
-    settings = from_environment(os.environ)
-    embedder = Embedder(settings.model, threads=1, read_limit_s=settings.read_limit_s)
-    return create_app(Engine.start(settings.gallery, embedder), settings)
+    try:
+        settings = from_environment(os.environ)
+        return create_app(start_engine(settings), settings)
+    except EcgbioError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except Exception:
+        traceback.print_exc()
+        print(
+            "error: a worker process could not start (a bug in ecgbio serve: the traceback is "
+            "above)",
+            file=sys.stderr,
+            flush=True,
+        )
+    sys.exit(STARTUP_FAILURE)
 
 
 def _document(app: FastAPI) -> None:

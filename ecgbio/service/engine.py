@@ -14,17 +14,27 @@ the read gallery checks it on every request (:meth:`Gallery.refresh`, and its se
 its index for a new generation), so an ``ecgbio enroll`` run while the service is up is visible
 to the service's next identify. The write gallery is a separate object for the same reason: the
 read side learns of the service's own writes the way it learns of anyone's.
+
+Why answers name the gallery and the model by their folder's name only (``people``,
+``default``) and errors lose the gallery's path: a client has no business knowing where on the
+server they are. Library errors also speak the CLI's language (``use --replace``, ``--far must
+be``); the engine rewrites the options the service has as fields into those fields' names
+(``mode=replace``, ``far must be``), see :func:`service_words`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ecgbio.config import DEFAULT_MODEL
+from ecgbio.errors import EcgbioError, shorten
 from ecgbio.gallery import Gallery, QualityGate, embed_for_enrolment
 from ecgbio.gallery.gallery import check_person_id
 from ecgbio.service.uploads import Probe
@@ -32,10 +42,79 @@ from ecgbio.service.uploads import Probe
 if TYPE_CHECKING:
     from ecgbio.embed import Embedder, RecordEmbedding
     from ecgbio.service.schemas import EnrolOptions, IdentifyOptions, Options, VerifyOptions
+    from ecgbio.service.settings import ServiceSettings
 
 T = TypeVar("T")
+R = TypeVar("R")
 #: embedders for other ``lead`` / ``fs`` options kept at once (they share the loaded model)
 MAX_VARIANTS = 32
+
+#: the library's command-line wording as the service says it (phrases first, then the flags)
+_PHRASES = (
+    (
+        "use --replace to replace their templates or --append to add these records",
+        "send mode=replace to replace their templates or mode=append to add these records",
+    ),
+    ("(--fs 500, or fs=500)", "(fs=500)"),
+)
+#: CLI flags that are fields of the service's requests (``--top-k`` is ``top_k``)
+_FLAGS = re.compile(
+    r"(?<![\w-])--(far|threshold|margin|top-k|max-beats|min-beats|min-consistency|lead|fs"
+    r"|replace|append)(?![\w-])"
+)
+_FIELDS = {"replace": "mode=replace", "append": "mode=append"}
+
+
+def service_words(text: str) -> str:
+    """A library message with the CLI flags that are request fields here named as the fields."""
+    for cli, ours in _PHRASES:
+        text = text.replace(cli, ours)
+    return _FLAGS.sub(lambda m: _FIELDS.get(m[1], m[1].replace("-", "_")), text)
+
+
+def model_name(run: str | Path | None) -> str | None:
+    """What the service calls a model run: ``default`` for the shipped model, otherwise its
+    folder's name; never a path."""
+    if run is None:
+        return None
+    from ecgbio.rundir import DEFAULT_MODEL_DIR
+
+    if str(run) == DEFAULT_MODEL:
+        return DEFAULT_MODEL
+    path = Path(run)
+    try:
+        shipped = path.resolve() == DEFAULT_MODEL_DIR
+    except (OSError, RuntimeError):
+        shipped = False
+    return DEFAULT_MODEL if shipped else path.name
+
+
+def start_engine(settings: ServiceSettings) -> Engine:
+    """The engine ``ecgbio serve`` runs (in its one process, or in each worker): the model of
+    ``settings`` loaded once, the gallery opened or created.
+
+    The model runs on one core per request: ``--threads`` requests then run side by side, rather
+    than each request's network fighting the others for every core.
+    """
+    from ecgbio.embed import Embedder
+
+    embedder = Embedder(settings.model, threads=1, read_limit_s=settings.read_limit_s)
+    return Engine.start(settings.gallery, embedder)
+
+
+def _public(operation: Callable[..., R]) -> Callable[..., R]:
+    """An operation whose answer and errors name no path on the server (see :class:`Engine`)."""
+
+    @functools.wraps(operation)
+    def public(self: Engine, *args: Any, **kwargs: Any) -> R:
+        try:
+            result = operation(self, *args, **kwargs)
+        except EcgbioError as exc:
+            exc.args = (self.public_text(str(exc)),)  # the same class: its HTTP status stays
+            raise
+        return self.public_result(result)  # type: ignore[arg-type, return-value]
+
+    return public
 
 
 class Engine:
@@ -49,6 +128,14 @@ class Engine:
         self.path = Path(gallery)
         self.embedder = embedder
         self.created = created
+        #: what answers call the gallery and the model: their folders' names, never a path
+        self.name = self.path.resolve().name or "gallery"
+        roots = {str(self.path), str(self.path.resolve()), str(self.path.absolute())}
+        self._prefixes = tuple(f"{shorten(root, 200)}: " for root in roots)
+        absolute = sorted((r for r in roots if Path(r).is_absolute()), key=len, reverse=True)
+        self._roots = re.compile(
+            r"(?<![\w.-])(?:" + "|".join(map(re.escape, absolute)) + r")(?=[/\\:\s,;)'\"]|$)"
+        )
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="ecgbio-gallery-read")
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="ecgbio-gallery-write")
         self._variants: dict[tuple[str, float | None], Embedder] = {}
@@ -95,8 +182,28 @@ class Engine:
             raise RuntimeError("the service's gallery is closed")
         return gallery
 
+    # ------------------------------------------------------------------------------ in public
+
+    def public_text(self, text: str) -> str:
+        """A library message without the gallery's path (a leading ``/srv/people: `` goes, any
+        other mention becomes the gallery's name) and in the service's words."""
+        for prefix in self._prefixes:
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+                break
+        return service_words(self._roots.sub(lambda _: self.name, text))
+
+    def public_result(self, result: dict[str, Any]) -> dict[str, Any]:
+        """An answer with the gallery and the model named, not located."""
+        if "gallery" in result:
+            result["gallery"] = self.name
+        if "model_run" in result:
+            result["model_run"] = model_name(result["model_run"])
+        return result
+
     # ------------------------------------------------------------------------------ operations
 
+    @_public
     def identify(self, probe: Probe, options: IdentifyOptions) -> dict[str, Any]:
         """``ecgbio identify --json`` for one record."""
         embedding = self._embed(probe, options)
@@ -111,6 +218,7 @@ class Engine:
         )
         return result.to_dict()
 
+    @_public
     def verify(self, probe: Probe, options: VerifyOptions) -> dict[str, Any]:
         """``ecgbio verify --json`` for one record."""
         check_person_id(options.claim, "claim")
@@ -122,6 +230,7 @@ class Engine:
         )
         return result.to_dict()
 
+    @_public
     def enroll(self, probes: list[Probe], options: EnrolOptions) -> dict[str, Any]:
         """``ecgbio enroll --json``: all records read, embedded and gated before one write."""
         person = options.person
@@ -138,18 +247,22 @@ class Engine:
         result = self._write(lambda g: g.enroll_embeddings(person, embeddings, mode=options.mode))
         return result.to_dict()
 
+    @_public
     def remove(self, person: str) -> dict[str, Any]:
         """``ecgbio gallery remove --json``."""
         return self._write(lambda g: g.remove_person(person)).to_dict()
 
+    @_public
     def persons(self) -> dict[str, Any]:
         """``ecgbio gallery list --json``."""
         return self._read(lambda g: g.listing()).to_dict()
 
+    @_public
     def info(self, check: bool = False) -> dict[str, Any]:
         """``ecgbio gallery info --json`` (``check``: SQLite's quick_check of the whole file)."""
         return self._read(lambda g: g.info(check=check))
 
+    @_public
     def health(self) -> dict[str, Any]:
         """That the gallery answers, and what the service runs: no person is named."""
 

@@ -42,6 +42,19 @@ class Options(BaseModel):
     )
 
 
+def _far(value: str) -> str:
+    """``far`` as the library reads it (``eer`` or a rate in (0, 1)), refused with this field's
+    name rather than the CLI's ``--far``."""
+    from ecgbio.gallery.errors import GalleryError
+    from ecgbio.gallery.thresholds import parse_far
+
+    try:
+        parse_far(value)
+    except GalleryError as exc:
+        raise ValueError(str(exc).removeprefix("--far ")) from None
+    return value
+
+
 class IdentifyOptions(Options):
     """``ecgbio identify``'s options."""
 
@@ -59,6 +72,8 @@ class IdentifyOptions(Options):
         DEFAULT_MARGIN, ge=0, le=2, description="The best must beat the second-best by this."
     )
 
+    check_far = field_validator("far")(_far)
+
 
 class VerifyOptions(Options):
     """``ecgbio verify``'s options."""
@@ -66,6 +81,8 @@ class VerifyOptions(Options):
     claim: str = Field(..., description="The person id the claimant says they are.")
     far: str = Field(DEFAULT_FAR, max_length=20, description="As for identify.")
     threshold: float | None = Field(None, ge=-1, le=1, description="As for identify.")
+
+    check_far = field_validator("far")(_far)
 
 
 class EnrolOptions(Options):

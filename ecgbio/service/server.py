@@ -91,9 +91,17 @@ def run(app: FastAPI, settings: ServiceSettings, sock: socket.socket) -> None:
 APP_FACTORY = "ecgbio.service.app:app_from_environment"
 
 
-def run_workers(settings: ServiceSettings, sock: socket.socket) -> None:
+def run_workers(
+    settings: ServiceSettings, sock: socket.socket, environment: dict[str, str] | None = None
+) -> None:
     """Serve with ``settings.workers`` processes sharing ``sock``, under uvicorn's supervisor
     (it restarts a worker that dies, and stops them all on SIGINT / SIGTERM).
+
+    ``environment``: what :func:`~ecgbio.service.settings.worker_environment` made of
+    ``settings`` (made here when not given). A worker that cannot build its application exits
+    with uvicorn's ``STARTUP_FAILURE`` after one ``error:`` line
+    (:func:`~ecgbio.service.app.app_from_environment`); the supervisor then stops them all
+    rather than restarting it forever, and this raises a :class:`ConfigError` (exit code 2).
 
     Why processes: Python runs one thread of a process at a time, and reading a record and
     cutting its beats is Python; the model's own calls release that lock but are a minority of
@@ -105,18 +113,24 @@ def run_workers(settings: ServiceSettings, sock: socket.socket) -> None:
     import os
 
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    from ecgbio.service.settings import to_environment
+    from ecgbio.service.settings import worker_environment
 
-    os.environ.update(to_environment(settings))
+    # every variable set, the token's too (empty without one): the workers inherit this
+    # environment, and must not read a token the parent ignored (--no-auth)
+    os.environ.update(environment or worker_environment(settings))
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
         workers=settings.workers,
         **_uvicorn_options(settings, sock),
     )
-    Multiprocess(config, sockets=[sock]).run()
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise ConfigError("a worker process could not start (its error is above); stopped")
 
 
 def _uvicorn_options(settings: ServiceSettings, sock: socket.socket) -> dict[str, Any]:

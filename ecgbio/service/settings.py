@@ -5,14 +5,16 @@ network can query without a token, or whose token file every local user can read
 configuration error, not a preference. Every refusal is one line and exit code 2, before the
 model is loaded or a port is bound.
 
-Authentication: a bearer token from ``--token-file`` (a file only its owner can read) or the
-``ECGBIO_TOKEN`` environment variable; ``--token-file`` wins when both are there (an explicit
-option beats an ambient variable). ``--no-auth`` is accepted only when the server listens on a
-loopback address (127.0.0.1, ::1, localhost): only processes on this machine can reach it then.
+Authentication: a bearer token from ``--token-file`` (a plain file owned by the user running the
+service, which no other user may read or write) or the ``ECGBIO_TOKEN`` environment variable;
+``--token-file`` wins when both are there (an explicit option beats an ambient variable).
+``--no-auth`` is accepted only when the server listens on a loopback address (127.0.0.1, ::1,
+localhost): only processes on this machine can reach it then.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -35,6 +37,10 @@ MAKE_TOKEN = (
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
+#: the largest ``--max-upload-mb``: a body is held in memory (JSON) or spooled (files) whole
+MAX_UPLOAD_MB = 4096
+#: a token file larger than this is not a token file
+MAX_TOKEN_FILE_BYTES = 4096
 #: the settings of worker processes (``--workers``), as JSON without the token
 SETTINGS_ENV = "ECGBIO_SERVE_SETTINGS"
 #: each worker holds a model and a gallery connection of its own
@@ -111,9 +117,10 @@ class ServiceSettings:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be 1-{MAX_WORKERS}, got {self.workers}")
-        if self.max_upload_bytes < 1024:
+        if not 1024 <= self.max_upload_bytes <= MAX_UPLOAD_MB * 1024 * 1024:
             raise ConfigError(
-                f"--max-upload-mb must allow at least 1 KB, got {self.max_upload_bytes} bytes"
+                f"--max-upload-mb must allow 1 KB to {MAX_UPLOAD_MB} MB, got "
+                f"{self.max_upload_bytes} bytes"
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ConfigError("--ssl-certfile and --ssl-keyfile go together: give both or neither")
@@ -128,29 +135,62 @@ class ServiceSettings:
         return self
 
 
+def upload_bytes(mb: float) -> int:
+    """``--max-upload-mb`` in bytes; refused (one line, the value as given) unless a finite size
+    from 1 KB to :data:`MAX_UPLOAD_MB`."""
+    if not (math.isfinite(mb) and 1 / 1024 <= mb <= MAX_UPLOAD_MB):
+        raise ConfigError(
+            f"--max-upload-mb must be a size in MB from 0.001 (1 KB) to {MAX_UPLOAD_MB}, got {mb:g}"
+        )
+    return int(mb * 1024 * 1024)
+
+
 def to_environment(settings: ServiceSettings) -> dict[str, str]:
     """``settings`` as the environment of worker processes: the token in :data:`TOKEN_ENV`
-    (where ``ecgbio serve`` reads it too), everything else as JSON in :data:`SETTINGS_ENV`."""
+    (where ``ecgbio serve`` reads it too), everything else as JSON in :data:`SETTINGS_ENV`.
+
+    :data:`TOKEN_ENV` is always set, to the empty string when there is no token (``--no-auth``):
+    a worker inherits the parent's environment, so a variable the parent ignored (``--no-auth``
+    with ``ECGBIO_TOKEN`` exported) must not reach the workers as a token.
+    """
     import json
     from dataclasses import asdict
 
     fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
     token = fields.pop("token")
-    out = {SETTINGS_ENV: json.dumps(fields)}
-    if token is not None:
-        out[TOKEN_ENV] = token
-    return out
+    return {SETTINGS_ENV: json.dumps(fields), TOKEN_ENV: token or ""}
+
+
+def worker_environment(settings: ServiceSettings) -> dict[str, str]:
+    """:func:`to_environment`, checked by reading it back as a worker will: a setting that would
+    not survive the trip (or that a worker would refuse) is a one-line :class:`ConfigError` in
+    the parent, before any worker is spawned, rather than a worker that cannot start."""
+    environment = to_environment(settings)
+    if from_environment(environment) != settings:
+        raise ConfigError(
+            "the settings do not survive the trip to the worker processes (a bug); use --workers 1"
+        )
+    return environment
 
 
 def from_environment(environ: Mapping[str, str]) -> ServiceSettings:
-    """The settings :func:`to_environment` handed to a worker process, checked again."""
+    """The settings :func:`to_environment` handed to a worker process, checked again (a
+    :class:`ConfigError` when they are missing, garbled or refused)."""
     import json
 
-    fields = json.loads(environ[SETTINGS_ENV])
-    for key in ("gallery", "ssl_certfile", "ssl_keyfile"):
-        if fields.get(key) is not None:
-            fields[key] = Path(fields[key])
-    return ServiceSettings(**fields, token=environ.get(TOKEN_ENV)).checked()
+    try:
+        fields = json.loads(environ[SETTINGS_ENV])
+        for key in ("gallery", "ssl_certfile", "ssl_keyfile"):
+            if fields.get(key) is not None:
+                fields[key] = Path(fields[key])
+        settings = ServiceSettings(**fields, token=environ.get(TOKEN_ENV) or None)
+    except KeyError:
+        raise ConfigError(
+            f"{SETTINGS_ENV} is not set: worker processes get their settings from ecgbio serve"
+        ) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{SETTINGS_ENV}: not the settings of ecgbio serve ({exc})") from None
+    return settings.checked()
 
 
 def check_tls(certfile: Path, keyfile: Path) -> None:
@@ -183,36 +223,64 @@ def is_loopback(host: str) -> bool:
 
 
 def load_token(token_file: Path | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The bearer token from ``token_file`` (refused when others may read it) or ``$ECGBIO_TOKEN``.
+    """The bearer token from ``token_file`` (refused unless only its owner, this user, may read
+    it) or ``$ECGBIO_TOKEN``.
 
-    Returns None when neither gives one. Refused: a token file that is not a plain file, that
-    users other than its owner may read or write (``chmod 600`` it), or a token that is too short
-    or holds characters a bearer token cannot (spaces, quotes, non-ASCII).
+    Returns None when neither gives one. Refused: a token file that is not a plain file, that is
+    owned by another user than the one running the service, that any other user may read or
+    write (group or others: ``chmod 600`` it), or a token that is too short or holds characters a
+    bearer token cannot (spaces, quotes, non-ASCII).
+
+    A symbolic link is followed and its target checked (secret stores such as Kubernetes'
+    mount their files as links): the file is opened once and the checks are made on what was
+    opened (``fstat``), so the file read is the file checked.
     """
     environ = os.environ if environ is None else environ
     if token_file is not None:
         path = Path(token_file)
-        try:
-            info = path.stat()
-        except OSError as exc:
-            raise ConfigError(
-                f"--token-file: cannot read it ({exc.strerror or exc})", path
-            ) from None
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError("--token-file: not a plain file", path)
-        if info.st_mode & 0o007:
-            raise ConfigError(
-                f"--token-file: other users may read it (mode {stat.S_IMODE(info.st_mode):04o}); "
-                "a token anyone on this machine can read protects nothing: chmod 600 it",
-                path,
-            )
-        try:
-            text = path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--token-file: cannot read it as ASCII text ({exc})", path) from None
-        return check_token(text, f"--token-file {path}")
+        return check_token(_read_token_file(path), f"--token-file {path}")
     text = environ.get(TOKEN_ENV, "").strip()
     return check_token(text, TOKEN_ENV) if text else None
+
+
+def _read_token_file(path: Path) -> str:
+    """The text of a token file, after the owner and mode checks on the opened file."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO is refused below, not waited on
+    except OSError as exc:
+        raise ConfigError(f"--token-file: cannot read it ({exc.strerror or exc})", path) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("--token-file: not a plain file", path)
+        if info.st_uid != os.geteuid():
+            raise ConfigError(
+                f"--token-file: owned by user id {info.st_uid}, not by the user running the "
+                f"service ({os.geteuid()}); a token another user controls protects nothing: "
+                "make it yours (chown) and chmod 600 it",
+                path,
+            )
+        if info.st_mode & 0o077:
+            raise ConfigError(
+                f"--token-file: other users may read or write it (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}); a token anyone else on this machine can "
+                "read protects nothing: chmod 600 it",
+                path,
+            )
+        data = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"--token-file: cannot read it ({exc.strerror or exc})", path) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(
+            f"--token-file: not a token file (over {MAX_TOKEN_FILE_BYTES} bytes)", path
+        )
+    try:
+        return data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigError("--token-file: cannot read it as ASCII text", path) from None
 
 
 def check_token(token: str, source: str) -> str:

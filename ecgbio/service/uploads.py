@@ -11,21 +11,42 @@ Why files are staged at all: the WFDB and EDF readers open files by name. Why th
 careful (the client controls every byte and every name): a client's file name is never used as a
 path. Each name is checked (a plain name: letters, digits, ``_ - + .``; no folder, no ``..``) and
 only then used as a label; the files are written into a fresh private folder (``mkdtemp``: 0700,
-files 0600, created exclusively, never following links) under names chosen here (``r0.hea``,
-``r0s0.dat``, ``r1.edf``), a header's record line and signal-file names are rewritten to those
-names, and the folder is deleted when the request ends, whatever happened. A header must name the
-record it was uploaded as (``rec_1.hea`` says ``rec_1``), and every signal file it names must
-have been uploaded with it: anything else (a garbage header, a missing ``.dat``, a file nobody
-names, a multi-segment record) is refused with 400 before a reader sees it.
+files 0600, created exclusively, never following links) under names chosen here (``u<tag>r0.hea``,
+``u<tag>r0s0.dat``, ``u<tag>r1.edf``, the tag random per request), a header's record line and
+signal-file names are rewritten to those names, and the folder is deleted when the request ends,
+whatever happened. A header must name the record it was uploaded as (``rec_1.hea`` says
+``rec_1``), and every signal file it names must have been uploaded with it: anything else (a
+garbage header, a missing ``.dat``, a file nobody names, a multi-segment record) is refused with
+400 before a reader sees it.
+
+Why a header must be printable ASCII (tabs and line breaks allowed, nothing else): three readers
+see it, and they split lines differently on anything else. This check reads it as bytes, the
+library as UTF-8 (where ``\xc2\x85`` is a line break), wfdb as ASCII dropping what is not; and
+Python splits lines at ``\x0b``, ``\x0c``, ``\x1c``-``\x1e`` too. A header whose lines differ
+between them could show this check one record and the reader another. For the same reason only
+comment lines may follow the signal lines.
 
 Messages from the readers name the staged files; :meth:`Staged.rename` puts the uploaded names
-back, so the client reads ``rec_1.hea: signal file is truncated ...`` as the CLI would print it.
+back in one pass, so the client reads ``rec_1.hea: signal file is truncated ...`` as the CLI would
+print it. Why the random tag: a message can quote the client's own text (a label, a lead name, a
+CSV column), which could otherwise hold a staged name (``r1.csv``) and be renamed into another
+file's name.
+
+Why JSON is parsed in a worker thread into plain lists (``pydantic_core.from_json``) then numpy,
+rather than by pydantic models of nested float lists: the parse takes seconds for a large body and
+must not run on the event loop (every other request would wait while it runs), and pydantic's
+models of a list of lists of floats held about 150 times the body's size; plain lists then one
+numpy array hold about a quarter of that. The options are still validated by the
+same pydantic models (the samples stand aside meanwhile), and a body may carry at most
+:data:`MAX_JSON_VALUES` numbers in all (413 beyond, counted before it is parsed).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +55,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import anyio.to_thread
 import numpy as np
+import pydantic_core
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
@@ -42,7 +65,7 @@ from starlette.datastructures import UploadFile
 from ecgbio.errors import EcgbioError
 from ecgbio.records import Signal
 from ecgbio.service.problems import ServiceError, validation_line
-from ecgbio.service.schemas import MAX_RECORDS, UNITS_TO_MV, Options, Samples
+from ecgbio.service.schemas import MAX_RECORDS, UNITS_TO_MV, Options
 
 #: the form field that carries record files
 RECORD_FIELD = "record"
@@ -52,6 +75,15 @@ _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 SINGLE_FILE = (".edf", ".bdf", ".csv")
 MAX_HEADER_BYTES = 256 * 1024
 _FIRST_TOKEN = re.compile(r"^(\s*)(\S+)")
+#: a byte a WFDB header may not hold: anything but printable ASCII, tab, CR and LF
+_NOT_HEADER_TEXT = re.compile(rb"[^\t\n\r\x20-\x7e]")
+#: numbers a JSON request may carry in all, its records together (413 beyond). Why 10 million:
+#: a 12-lead record at 1,000 Hz read to the default 10-minute limit is 7.2 M values, so no
+#: record a JSON client sends (a watch, a patch, a short 12-lead) comes near it; and while it is
+#: parsed a value costs about 50-100 bytes (a float, and its list for rows of one value), so
+#: this bounds one request's parse at about 1 GB even where --max-upload-mb is raised (the
+#: default 20 MB body holds fewer values anyway). Longer records are sent as files.
+MAX_JSON_VALUES = 10_000_000
 
 
 class UploadError(EcgbioError):
@@ -95,10 +127,13 @@ class Staged:
     aliases: dict[str, str] = field(default_factory=dict)
 
     def rename(self, text: str) -> str:
-        """``text`` with every staged path and file name replaced by the uploaded one."""
-        for staged in sorted(self.aliases, key=len, reverse=True):
-            text = text.replace(staged, self.aliases[staged])
-        return text
+        """``text`` with every staged path and file name replaced by the uploaded one, in one
+        pass (a replacement is never replaced again), the longest staged name first."""
+        if not self.aliases:
+            return text
+        staged = sorted(self.aliases, key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, staged)))
+        return pattern.sub(lambda m: self.aliases[m[0]], text)
 
 
 @asynccontextmanager
@@ -108,11 +143,14 @@ async def read_upload(
     """The request's options and records, by its content type (415 for any other).
 
     ``many``: several records allowed (enrolment); otherwise exactly one. The spooled files of
-    a multipart request are closed when the block ends.
+    a multipart request are closed when the block ends. A JSON body is parsed in a worker
+    thread, under the limiter of the work (``request.app.state.limiter``, ``--threads``).
     """
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        yield _from_json(await request.body(), json_model, many)
+        body = await request.body()
+        limiter = getattr(request.app.state, "limiter", None)
+        yield await anyio.to_thread.run_sync(_from_json, body, json_model, many, limiter=limiter)
     elif kind == "multipart/form-data":
         async with request.form(
             max_files=2 * MAX_RECORDS + 4, max_fields=32, max_part_size=64 * 1024
@@ -127,31 +165,77 @@ async def read_upload(
 
 
 def _from_json(body: bytes, model: type[BaseModel], many: bool) -> Upload:
+    """A JSON request's options and records (blocking: run it in a worker thread).
+
+    The samples are set aside while pydantic validates the rest (so a bad field costs no
+    conversion), then each record's lists become one numpy array and are let go.
+    """
+    # counted before anything is parsed: in JSON every value but the first follows a comma, so
+    # a body of fewer commas than the limit holds no more numbers than the limit
+    commas = body.count(b",")
+    if commas >= MAX_JSON_VALUES:
+        raise ServiceError(
+            413,
+            f"the JSON body holds about {commas + 1:,} numbers; at most {MAX_JSON_VALUES:,} per "
+            "request: send a longer record as a file (WFDB, EDF), or fewer records at once",
+        )
     try:
-        parsed = model.model_validate_json(body)
+        data = pydantic_core.from_json(body)  # NaN and Infinity read, as a client may send them
+    except ValueError as exc:  # not JSON, not UTF-8, nested too deeply, a number out of range
+        raise ServiceError(422, f"body: invalid JSON ({exc})") from None
+    entries: Any = data.get("records" if many else "record") if isinstance(data, dict) else None
+    entries = (entries if isinstance(entries, list) else []) if many else [entries]
+    samples: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("samples"), list):
+            samples.append(entry["samples"])
+            entry["samples"] = []  # validated as a list of numbers; converted below
+        else:
+            samples.append(None)  # pydantic says what is wrong with it
+    # validated as JSON (the request without its samples, a few hundred bytes written back):
+    # JSON's rules and words ("a valid array"), exactly as a whole body would be
+    skeleton = pydantic_core.to_json(data, inf_nan_mode="constants")
+    del data
+    try:
+        parsed = model.model_validate_json(skeleton)
     except ValidationError as exc:
         raise ServiceError(422, validation_line(exc)) from None
-    records: list[Samples] = parsed.records if many else [parsed.record]  # type: ignore[attr-defined]
-    names = [
-        r.name or ("samples" if len(records) == 1 else f"samples-{i}")
-        for i, r in enumerate(records, 1)
-    ]
-    return Upload(parsed, signals=[signal(r, n) for r, n in zip(records, names, strict=True)])
+    records = parsed.records if many else [parsed.record]  # type: ignore[attr-defined]
+    signals: list[Signal] = []
+    for i, record in enumerate(records):
+        name = record.name or ("samples" if len(records) == 1 else f"samples-{i + 1}")
+        x = _samples(samples[i], f"record <{name}>")
+        samples[i] = None  # the lists go as soon as their array exists
+        factor = UNITS_TO_MV[record.units.strip().lower()]
+        if factor != 1.0:
+            with np.errstate(over="ignore", invalid="ignore"):
+                x *= factor
+        signals.append(Signal(x, record.fs, tuple(record.leads), name=name))
+    return Upload(parsed, signals=signals)
 
 
-def signal(record: Samples, name: str) -> Signal:
-    """A JSON record as a :class:`Signal` in millivolts (its checks come with the library's)."""
-    where = f"record <{name}>"
+def _samples(values: list[Any], where: str) -> np.ndarray:
+    """A record's samples (rows of one value per lead, or one list for one lead) as floats;
+    ``null`` is a missing sample (NaN), as NaN is.
+
+    ``np.fromiter`` over the values rather than ``np.array`` of the lists: half the time for
+    rows of one value, with the rows' lengths checked first.
+    """
     try:
-        x = np.asarray(record.samples, dtype=np.float64)
-    except ValueError:
+        if values and isinstance(values[0], list):
+            width = len(values[0])
+            if set(map(len, values)) != {width}:
+                raise ValueError("ragged")
+            flat = itertools.chain.from_iterable(values)
+            x = np.fromiter(flat, np.float64, len(values) * width)
+            return x.reshape(len(values), width)
+        return np.fromiter(values, np.float64, len(values))
+    except (TypeError, ValueError):
         raise ServiceError(
-            422, f"{where}: samples must be rows of equal length (one value per lead)"
+            422,
+            f"{where}: samples must be numbers, in rows of equal length (one value per lead) "
+            "or in one list for one lead",
         ) from None
-    factor = UNITS_TO_MV[record.units.strip().lower()]
-    with np.errstate(over="ignore", invalid="ignore"):
-        x = x * factor
-    return Signal(x, record.fs, tuple(record.leads), name=name)
 
 
 def _from_form(items: list[tuple[str, Any]], options: type[Options], many: bool) -> Upload:
@@ -231,16 +315,19 @@ def _stage_files(parts: list[Part], folder: Path) -> Staged:
     named: set[str] = set()
     probes: list[Probe] = []
     aliases: dict[str, str] = {str(folder): "upload"}
+    tag = f"u{secrets.token_hex(6)}"  # no client text can hold a staged name (see the module)
     for part in parts:
-        k = len(probes)
+        record = f"{tag}r{len(probes)}"
         if part.suffix in SINGLE_FILE:
-            path = folder / f"r{k}{part.suffix}"
+            path = folder / f"{record}{part.suffix}"
             _write(path, part.data)
             aliases[str(path)] = aliases[path.name] = part.name
             probes.append(Probe(str(path), f"<{part.name}>"))
         elif part.suffix == ".hea":
             text, files = _header(part)
-            staged_files = {name: f"r{k}s{j}{Path(name).suffix}" for j, name in enumerate(files)}
+            staged_files = {
+                name: f"{record}s{j}{Path(name).suffix}" for j, name in enumerate(files)
+            }
             for name, staged in staged_files.items():
                 if name not in by_name:
                     raise UploadError(
@@ -252,10 +339,10 @@ def _stage_files(parts: list[Part], folder: Path) -> Staged:
                 named.add(name)
                 _write(folder / staged, by_name[name].data)
                 aliases[str(folder / staged)] = aliases[staged] = name
-            header = folder / f"r{k}.hea"
-            _write_text(header, _rewrite(text, f"r{k}", staged_files))
+            header = folder / f"{record}.hea"
+            _write_text(header, _rewrite(text, record, staged_files))
             aliases[str(header)] = aliases[header.name] = part.name
-            aliases[str(folder / f"r{k}")] = Path(part.name).stem
+            aliases[str(folder / record)] = aliases[record] = Path(part.name).stem
             probes.append(Probe(str(header), f"<{part.name}>"))
     stray = [
         p.name for p in parts if p.suffix not in (".hea", *SINGLE_FILE) and p.name not in named
@@ -274,7 +361,13 @@ def _header(part: Part) -> tuple[str, list[str]]:
         raise UploadError(f"{part.name}: not a WFDB header (over {MAX_HEADER_BYTES // 1024} KB)")
     if b"\0" in raw:
         raise UploadError(f"{part.name}: not a WFDB header (binary data)")
-    text = raw.decode("latin-1")  # byte for byte: comments are written back unchanged
+    odd = _NOT_HEADER_TEXT.search(raw)
+    if odd:
+        raise UploadError(
+            f"{part.name}: not a WFDB header (byte 0x{odd[0][0]:02x} at offset {odd.start()}: a "
+            "header is printable ASCII text, tabs and line breaks)"
+        )
+    text = raw.decode("ascii")
     specs = [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
     stem = Path(part.name).stem
     if not specs:
@@ -297,10 +390,11 @@ def _header(part: Part) -> tuple[str, list[str]]:
             f"{part.name}: not a WFDB header (the record line's signal count "
             f"{tokens[1][:20]!r} is not a number)"
         ) from None
-    if not 0 <= n_signals <= 256 or len(specs) - 1 < n_signals:
+    if not 0 <= n_signals <= 256 or len(specs) - 1 != n_signals:
+        more = "; only comment lines may follow them" if 0 <= n_signals < len(specs) - 1 else ""
         raise UploadError(
             f"{part.name}: not a WFDB header (it declares {n_signals} signals and has "
-            f"{len(specs) - 1} signal lines)"
+            f"{len(specs) - 1} signal lines{more})"
         )
     files: list[str] = []
     for spec in specs[1 : 1 + n_signals]:
@@ -344,4 +438,4 @@ def _write(path: Path, source: IO[bytes]) -> None:
 def _write_text(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(text.encode("latin-1"))
+        handle.write(text.encode("ascii"))
