@@ -164,11 +164,14 @@ def evaluate_pairs(
     ci_boot: int = 0,
     batch_size: int = 1024,
     embeddings: dict[str, np.ndarray] | None = None,
+    norm: str = "none",
 ) -> tuple[dict[str, Any], PairScores]:
     """Every (earlier, later) record pair of the match set's persons (see
     :mod:`ecgbio.metrics.pairs`): figures (with 95 % intervals over persons when ``ci_boot``) and
     the scores behind them, for comparing two models on the same trials. ``embeddings``: what
-    :func:`evaluate_match` embedded of the same set (``embeddings_out``), reused."""
+    :func:`evaluate_match` embedded of the same set (``embeddings_out``), reused. ``norm``: a
+    score normalisation (:func:`gallery_cohort_norm`) with every record of the other persons as
+    each side's cohort."""
     rows = np.concatenate([mset.gallery, mset.probe])
     records = store.index["record"].to_numpy()[rows]
     if embeddings is not None:
@@ -178,11 +181,18 @@ def evaluate_pairs(
     ids, templates = record_templates(emb, records)
     rank = record_order(store)
     person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
+    normalise = None
+    if norm != "none":
+
+        def normalise(scores: np.ndarray, persons: np.ndarray) -> np.ndarray:
+            return gallery_cohort_norm(scores, scores, persons, persons, norm)
+
     ps = pair_scores(
         templates,
         np.array([person_of[r] for r in ids]),
         np.array([rank[r] for r in ids]),
         np.asarray(ids),
+        normalise,
     )
     return pair_figures(ps, ci_boot), ps
 

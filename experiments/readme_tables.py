@@ -374,6 +374,18 @@ def default_levers_table() -> str:
             f"{(row.get('git_commit') or 'unknown')[:7]}, summarised by `python -m "
             f"experiments.default_sweep --from-runs --summary default-sweep-kfold ...` |"
         )
+    normed = _load("pairs-norm")
+    for row in (normed or {}).get("rows", []):
+        if row["model"] == "shipped" and row["norm"] == "none":
+            continue
+        p = row["pairs"]
+        rows.append(
+            f"| score normalisation `{row['norm']}` on `{row['model']}`, cohort: the other "
+            f"validation persons' records | every record pair {p['rank1']:.3f} / "
+            f"{100 * p['eer']:.1f} %; against the shipped model's plain cosine: "
+            f"{_versus(row['versus_shipped_plain'])} | `{normed['command']}` at "
+            f"{(normed.get('git_commit') or 'unknown')[:7]} |"
+        )
     partial = _load("default-sweep-cinc-partial")
     if partial:
         ship = partial["shipped_pairs"]

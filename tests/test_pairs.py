@@ -149,3 +149,25 @@ def test_evaluate_pairs_reuses_evaluate_match_s_embeddings(tmp_path):
         evaluate_pairs(model, store, vset),
     )
     assert np.array_equal(again[1].genuine, fresh[1].genuine) and again[0] == fresh[0]
+
+
+def test_pair_scores_normalise_maps_the_whole_matrix_before_trials_are_read():
+    """``normalise`` sees the (records x records) cosine matrix and the persons in the order it
+    is indexed; every trial then comes from its output."""
+    rng = np.random.default_rng(1)
+    templates = rng.standard_normal((9, 4))
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    persons = np.repeat(["a", "b", "c"], 3)
+    order = np.tile([0, 1, 2], 3)
+    seen = {}
+
+    def double(scores: np.ndarray, who: np.ndarray) -> np.ndarray:
+        seen["persons"] = who
+        return 2.0 * scores
+
+    plain = pair_scores(templates, persons, order)
+    doubled = pair_scores(templates, persons, order, normalise=double)
+    assert list(seen["persons"]) == sorted(persons)
+    assert np.allclose(doubled.genuine, 2 * plain.genuine)
+    assert np.allclose(doubled.impostor, 2 * plain.impostor)
+    assert np.array_equal(doubled.hit, plain.hit)  # a monotone map keeps every ranking
