@@ -356,6 +356,7 @@ def test_the_shipped_default_model_has_a_current_model_onnx():
     assert expected_metadata(info)["ecgbio.weights_sha256"] == info.fingerprint
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")  # torch's exporter
 def test_conv1d_as_conv2d_keeps_shared_grouped_dilated_and_padded_convolutions():
     """The rewrite gives ONNX Runtime the same numbers for every kind of 1-D convolution torch
     exports: a weight two convolutions share, groups, dilation, stride, 'same' padding."""
