@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ecgbio.cli import EXIT_ERROR, app
+from ecgbio.cli import app
+from tests.cli_checks import one_line_error
 from tests.conftest import shared, simulate_ecg, write_wfdb
 
 runner = CliRunner()
@@ -31,14 +32,7 @@ def run(*args: object):
 
 def assert_refused(result, path: Path, *fragments: str) -> str:
     """Exit code 2 and exactly one output line: ``error: <path>...: ...`` with ``fragments``."""
-    assert result.exit_code == EXIT_ERROR, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    line = lines[0]
-    assert line.startswith(f"error: {path}"), line
-    for fragment in fragments:
-        assert fragment in line, line
-    return line
+    return one_line_error(result, *fragments, path=path, only_output=True)
 
 
 def _edit_header(path: Path, edit: Callable[[list[str]], list[str]]) -> Path:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ecgbio.cli import EXIT_ERROR, app
 from ecgbio.sources.synthetic import write_synthetic_cohort
+from tests.cli_checks import one_line_error as assert_one_line_error
 from tests.conftest import shared
 
 runner = CliRunner()
@@ -35,14 +36,6 @@ def ptbxl_root(tmp_path_factory) -> Path:
         n_leads=12,
         seed=1,
     )
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == EXIT_ERROR, result.output
-    text = result.stderr.strip()
-    assert text.startswith("error: ") and "\n" not in text, text
-    for fragment in fragments:
-        assert fragment in text, text
 
 
 def test_prepare_ptbxl_on_a_ptbxl_shaped_folder(ptbxl_root, tmp_path):

@@ -19,9 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ecgbio.beats import BeatConfig, beats_from_file
-from ecgbio.cli import EXIT_ERROR, app
+from ecgbio.cli import app
 from ecgbio.errors import LeadError, RecordError
 from ecgbio.records import read_record
+from tests.cli_checks import one_line_error
 from tests.conftest import shared, simulate_ecg, write_wfdb
 
 edfio = pytest.importorskip("edfio")
@@ -38,13 +39,7 @@ def run(*args: object):
 
 
 def assert_refused(result, path: Path, *fragments: str) -> str:
-    assert result.exit_code == EXIT_ERROR, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith(f"error: {path}"), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return one_line_error(result, *fragments, path=path, only_output=True)
 
 
 def write_edf(

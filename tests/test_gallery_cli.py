@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from ecgbio.cli_gallery import register
 from ecgbio.gallery import Gallery
+from tests.cli_checks import one_line_error as assert_one_line_error
 from tests.test_gallery import DIM, Cohort, clustered, make_cohort
 
 runner = CliRunner()
@@ -34,14 +35,6 @@ APP = _app()
 
 def run(*args: object):
     return runner.invoke(APP, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    text = result.stderr.strip()
-    assert text.startswith("error: ") and "\n" not in text, text
-    for fragment in fragments:
-        assert fragment in text, text
 
 
 @pytest.fixture(scope="module")

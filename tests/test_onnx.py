@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ecgbio.cli import EXIT_ERROR, app
+from ecgbio.cli import app
+from tests.cli_checks import one_line_error as assert_one_line_error
 from tests.test_gallery import Cohort, make_cohort
 from tests.test_tamper import snapshot
 
@@ -27,16 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == EXIT_ERROR, result.output
-    text = result.stderr.strip()
-    assert text.startswith("error: ") and "\n" not in text, text
-    assert "Traceback" not in result.output and "unexpected" not in text, text
-    for fragment in fragments:
-        assert fragment in text, text
-    return text
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from ecgbio.cli import app
 from ecgbio.runs import DEFAULT_MODEL_DIR
+from tests.cli_checks import one_line_error as assert_refused
 from tests.conftest import shared
 from tests.test_gallery import Cohort, make_cohort
 
@@ -35,18 +36,6 @@ runner = CliRunner()
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_refused(result, *fragments: str) -> str:
-    """Exit code 2 and one line ``error: ...`` holding every fragment (no traceback)."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    text = result.stderr.strip()
-    assert text.startswith("error: ") and "\n" not in text, text
-    assert "Traceback" not in result.output and "unexpected" not in text, text
-    for fragment in fragments:
-        assert fragment in text, text
-    return text
 
 
 def snapshot(gallery: Path) -> dict:
