@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ecgbio.beats import Beats
     from ecgbio.records import Signal
     from ecgbio.rundir import RunInfo
     from ecgbio.store import BeatStore
@@ -186,8 +187,27 @@ class Embedder:
         memory); ``max_beats`` keeps the first k usable beats. At most the first
         :attr:`read_limit_s` seconds are read (a 24-hour Holter record lends enrolment or a probe
         its first minutes, not 13 GB of memory)."""
+        from ecgbio.records import Signal, record_file
+
+        leads, beats = self.cut_record(path)
+        waves = beats.waves[:max_beats] if max_beats else beats.waves
+        emb = self.embed_waves(waves)
+        _, template = record_templates(emb, np.zeros(len(emb), dtype=np.int64))
+        return RecordEmbedding(
+            path=record_file(path) if isinstance(path, Signal) else str(path),
+            beats=emb,
+            template=template[0],
+            quality=beats.quality[: len(emb)],
+            detected=beats.detected,
+            leads=leads,
+        )
+
+    def cut_record(self, path: str | Path | Signal) -> tuple[tuple[str, ...], Beats]:
+        """(the record's leads that were read, its beats), cut exactly as :meth:`embed_record`
+        cuts them before embedding (the run's beat config, :attr:`read_limit_s`, ``--fs``,
+        ``--lead``)."""
         from ecgbio.beats import extract_beats
-        from ecgbio.records import Signal, read_record, record_file
+        from ecgbio.records import read_record
 
         config = self.beat_config
         rec = read_record(
@@ -198,18 +218,7 @@ class Embedder:
             max_duration_s=self.read_limit_s or None,
             fs=self.fs,
         )
-        beats = extract_beats(rec, config)
-        waves = beats.waves[:max_beats] if max_beats else beats.waves
-        emb = self.embed_waves(waves)
-        _, template = record_templates(emb, np.zeros(len(emb), dtype=np.int64))
-        return RecordEmbedding(
-            path=record_file(path) if isinstance(path, Signal) else str(path),
-            beats=emb,
-            template=template[0],
-            quality=beats.quality[: len(emb)],
-            detected=beats.detected,
-            leads=tuple(rec.leads),
-        )
+        return tuple(rec.leads), extract_beats(rec, config)
 
     def embed_signal(
         self,

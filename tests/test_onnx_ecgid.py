@@ -49,28 +49,18 @@ def gallery(ecgid, tmp_path_factory) -> Path:
 
 
 def test_torch_and_onnx_agree_on_every_ecgid_beat(ecgid):
-    from ecgbio.beats import extract_beats
     from ecgbio.embed import Embedder
     from ecgbio.errors import RecordError
-    from ecgbio.records import read_record
 
     onnx = Embedder("default", backend="onnx")
     torch = Embedder("default", backend="torch")
     assert onnx.binding == torch.binding and onnx.fingerprint == torch.fingerprint
-    config = onnx.beat_config
     records = sorted(ecgid.glob("Person_*/rec_*.hea"))
     assert len(records) == 310
     waves, owners = [], []
     for record in records:  # cut once (as Embedder.embed_record cuts), embedded by both
         try:
-            rec = read_record(
-                record,
-                leads=onnx.read_leads,
-                rate=config.rate,
-                min_duration_s=config.min_duration_s,
-                max_duration_s=onnx.read_limit_s or None,
-            )
-            beats = extract_beats(rec, config).waves
+            beats = onnx.cut_record(record)[1].waves
         except RecordError:
             continue  # a record too poor for beats is refused alike by both backends
         waves.append(beats)
