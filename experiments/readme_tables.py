@@ -590,6 +590,34 @@ def production_table() -> str:
     return "\n".join(rows)
 
 
+def production_summary_table() -> str:
+    """The README's lines of the production table: a cold CLI call and the service's goal row."""
+    bench = REPO / "benchmarks" / "results"
+    cold, load = bench / "cold_cli.json", bench / "service_load.json"
+    if not cold.exists() or not load.exists():
+        return "_no results yet: run `python -m benchmarks.cold_cli` and `... service_load`_"
+    c, s = json.loads(cold.read_text()), json.loads(load.read_text())
+    before, now = c["figures"]["identify"]["before"], c["figures"]["identify"]["now"]
+    r = next(r for r in s["rows"] if r["clients"] == 4 and r["gallery_persons"] < 1000)
+    hw = s["hardware"]
+    return "\n".join(
+        [
+            "| what | figure | command |",
+            "|---|---|---|",
+            f"| cold `ecgbio identify`, process start to answer | {now['median_s']:.2f} s "
+            f"(before ONNX and the numpy beats path: {before['median_s']:.2f} s) | "
+            f"`{c['command']}` |",
+            f"| `ecgbio serve`, {r['clients']} clients, {r['gallery_persons']} persons, a writer "
+            f"enrolling meanwhile | {r['answers_per_s']:.0f} answers/s, p50 {r['p50_ms']:.1f} ms, "
+            f"{r['errors']} errors, {r.get('lost_enrolments', '?')} enrolments lost | "
+            f"`{s['command']}` |",
+            "",
+            f"{hw['cpu']}, {hw['cores']} cores; every setting: [docs/results.md]"
+            "(docs/results.md#in-production).",
+        ]
+    )
+
+
 def score_norm_table() -> str:
     """Score normalisations: rank-1 and EER (95 % CI) per measurement, and the rule's choice."""
     d = _load("score-norm")
@@ -617,6 +645,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "score-norm": score_norm_table,
     "speed": speed_table,
     "production": production_table,
+    "production-summary": production_summary_table,
     "default-model": default_model_table,
     "default-summary": default_summary_table,
     "default-variants": default_variants_table,
