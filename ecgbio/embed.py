@@ -178,6 +178,20 @@ class Embedder:
         self.lead = lead or None
         self.read_leads = reading_leads(self.beat_config, self.lead)  # refused early when wrong
 
+    def reading(self, lead: str | None = None, fs: float | None = None) -> Embedder:
+        """This embedder reading another lead (``--lead``) or CSVs at another rate (``--fs``):
+        a shallow copy sharing the loaded network, so a service can honour both per request
+        without loading the model again."""
+        import copy
+
+        from ecgbio.beats import reading_leads
+
+        variant = copy.copy(self)
+        variant.lead = lead or None
+        variant.fs = fs
+        variant.read_leads = reading_leads(self.beat_config, variant.lead)  # refused when wrong
+        return variant
+
     def embed_waves(self, waves: np.ndarray) -> np.ndarray:
         """(n, leads, samples) beats -> (n, d) unit vectors, with :attr:`encoder`."""
         return self.encoder.embed(waves)

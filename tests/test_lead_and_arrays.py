@@ -118,6 +118,18 @@ def test_lead_on_the_cli_reads_the_stand_in_and_says_so(holter, tmp_path):
     assert "warning: lead ECG1 stands in for the model's lead I" in printed.stdout
 
 
+def test_reading_another_lead_shares_the_model_and_leaves_the_embedder_as_it_was(
+    embedder, holter
+):
+    """``Embedder.reading``: what a service does per request (another lead, a CSV's rate)."""
+    ecg1 = embedder.reading("ECG1", fs=250.0)
+    assert ecg1.encoder is embedder.encoder and ecg1.fingerprint == embedder.fingerprint
+    assert (ecg1.lead, ecg1.fs, embedder.lead, embedder.fs) == ("ECG1", 250.0, None, None)
+    assert ecg1.embed_record(holter / "day1.hea").leads == ("ECG1",)
+    with pytest.raises(ecgbio.EcgbioError, match="no lead 'I'"):
+        embedder.embed_record(holter / "day1.hea")
+
+
 @pytest.mark.parametrize("command", ["beats", "identify"])
 def test_lead_naming_a_lead_the_record_lacks_is_one_line(holter, tmp_path, command):
     extra = ["--gallery", tmp_path / "none"] if command == "identify" else []

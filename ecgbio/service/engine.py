@@ -24,7 +24,6 @@ be``); the engine rewrites the options the service has as fields into those fiel
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 import threading
@@ -288,24 +287,16 @@ class Engine:
         return embedding
 
     def _embedder(self, options: Options) -> Embedder:
-        """The shared embedder, or a copy reading another lead / CSV rate (same loaded model).
-
-        Why a copy: the lead read and a CSV's rate are settings of an
-        :class:`~ecgbio.embed.Embedder`, fixed when it is made; loading the model again for each
-        would cost a second per request, while a shallow copy shares the network.
-        """
+        """The shared embedder, or one reading another lead / CSV rate
+        (:meth:`~ecgbio.embed.Embedder.reading`: the same loaded model), kept for the next
+        request that asks for it."""
         key = (options.lead or "", options.fs)
         if key == ("", None):
             return self.embedder
         with self._variants_lock:
             variant = self._variants.get(key)
             if variant is None:
-                from ecgbio.beats import reading_leads
-
-                variant = copy.copy(self.embedder)
-                variant.lead = options.lead or None
-                variant.fs = options.fs
-                variant.read_leads = reading_leads(variant.beat_config, variant.lead)
+                variant = self.embedder.reading(options.lead, options.fs)
                 if len(self._variants) >= MAX_VARIANTS:
                     self._variants.pop(next(iter(self._variants)))
                 self._variants[key] = variant
