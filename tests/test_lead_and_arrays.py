@@ -118,9 +118,7 @@ def test_lead_on_the_cli_reads_the_stand_in_and_says_so(holter, tmp_path):
     assert "warning: lead ECG1 stands in for the model's lead I" in printed.stdout
 
 
-def test_reading_another_lead_shares_the_model_and_leaves_the_embedder_as_it_was(
-    embedder, holter
-):
+def test_reading_another_lead_shares_the_model_and_leaves_the_embedder_as_it_was(embedder, holter):
     """``Embedder.reading``: what a service does per request (another lead, a CSV's rate)."""
     ecg1 = embedder.reading("ECG1", fs=250.0)
     assert ecg1.encoder is embedder.encoder and ecg1.fingerprint == embedder.fingerprint
