@@ -62,7 +62,13 @@ from ecgbio.sources.ptbxl import ptbxl_records
 from ecgbio.store import BeatStore
 from ecgbio.training import train
 from ecgbio.training.loop import VAL_PAIRS_FILE
-from experiments._common import base_parser, cached_store, default_results, write_results
+from experiments._common import (
+    RESULTS,
+    base_parser,
+    cached_store,
+    default_results,
+    write_results,
+)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ecgbio" / "models" / "default"
 #: The shipped model's pair scores on a run's validation persons, beside the run's own.
@@ -158,6 +164,19 @@ def compare_with_shipped(run_dir: Path) -> dict:
     return paired_difference(load_pair_scores(new), load_pair_scores(old), CI_BOOT)
 
 
+def pretrained_run(run_dir: Path) -> dict[str, Any]:
+    """What a fine-tuned run started from: the pretrained run's name, fingerprint, command and
+    wall time (its results file's, when found), so the recipe's whole cost is on record."""
+    run = load_run(run_dir)
+    out: dict[str, Any] = {"run": run_dir.name, "model_sha256": run.fingerprint}
+    results = RESULTS / f"default-model-{run_dir.name.removeprefix('run-default-')}.json"
+    if results.is_file():
+        recorded = json.loads(results.read_text())
+        out |= {k: recorded.get(k) for k in ("command", "git_commit", "wall_time_s")}
+        out["train_wall_s"] = recorded.get("train_wall_s")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = base_parser(__doc__, SHARED_DATA / "ptb-xl-subset")
     parser.add_argument(
@@ -200,6 +219,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--embedding-dim", type=int, default=128)
     parser.add_argument("--metric-loss", default="arcface", help="pytorch-metric-learning loss")
     parser.add_argument("--margin", type=float, default=28.6, help="ArcFace margin, degrees")
+    parser.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this run's backbone (heads afresh): a run pretrained on other data",
+    )
     parser.add_argument("--patience", type=int, default=6, help="early stop (0 = off)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (TrainConfig.device)")
     parser.add_argument("--name", default="default", help="run name under --work")
@@ -238,6 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         epochs=args.epochs or 30,
         batch_size=256,
         m_per_class=4,
+        lr=args.lr,
         patience=args.patience,
         metric_loss=args.metric_loss,
         arcface_margin=args.margin,
@@ -275,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         progress=not args.quiet,
         echo=None if args.quiet else print,
         split=split,
+        init_from=args.init,
     )
     (run_dir / SHIPPED_PAIRS_FILE).unlink(missing_ok=True)  # an earlier run's, never compared
     if shipped_scores is not None:
@@ -295,6 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     figures["shipped_same_persons"] = shipped
     figures["cinc_beats"] = args.cinc_beats if with_cinc else 0
+    if args.init is not None:
+        figures["init_from"] = pretrained_run(args.init)
     figures["device"] = str(args.device)
     if str(args.device) != "cpu":
         import torch
