@@ -165,13 +165,16 @@ def evaluate_pairs(
     batch_size: int = 1024,
     embeddings: dict[str, np.ndarray] | None = None,
     norm: str = "none",
+    cohort: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], PairScores]:
     """Every (earlier, later) record pair of the match set's persons (see
     :mod:`ecgbio.metrics.pairs`): figures (with 95 % intervals over persons when ``ci_boot``) and
     the scores behind them, for comparing two models on the same trials. ``embeddings``: what
     :func:`evaluate_match` embedded of the same set (``embeddings_out``), reused. ``norm``: a
     score normalisation (:func:`gallery_cohort_norm`) with every record of the other persons as
-    each side's cohort."""
+    each side's cohort, or, with ``cohort`` (unit templates of persons outside the set, such as
+    the model's training records), with that fixed cohort (:class:`ScoreNormalizer`; adaptive
+    S-norm keeps ``AS_TOP_FRACTION`` of it, at most ``AS_TOP_K_MAX``)."""
     rows = np.concatenate([mset.gallery, mset.probe])
     records = store.index["record"].to_numpy()[rows]
     if embeddings is not None:
@@ -182,9 +185,16 @@ def evaluate_pairs(
     rank = record_order(store)
     person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
     normalise = None
-    if norm != "none":
+    if norm != "none" and cohort is not None:
+        top_k = int(np.clip(round(AS_TOP_FRACTION * len(cohort)), 2, AS_TOP_K_MAX))
+        fixed = ScoreNormalizer(norm, top_k if norm == "as" else None).fit(cohort)
 
-        def normalise(scores: np.ndarray, persons: np.ndarray) -> np.ndarray:
+        def normalise(scores: np.ndarray, persons: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return fixed(scores, rows, rows)
+
+    elif norm != "none":
+
+        def normalise(scores: np.ndarray, persons: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return gallery_cohort_norm(scores, scores, persons, persons, norm)
 
     ps = pair_scores(

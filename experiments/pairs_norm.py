@@ -10,12 +10,18 @@ normalised with every record of the other validation persons as cohort
 (:func:`ecgbio.evaluate.gallery_cohort_norm` on the record-by-record matrix) and compared with
 the shipped model's raw cosine on the same pairs (:func:`ecgbio.metrics.pairs.paired_difference`).
 
+``--cohort training`` takes each model's training records instead (one template per record of
+the store's training persons, the cohort a gallery could carry with the model), to see whether a
+fixed cohort shipped with the model does what the validation persons' own records did: results
+in ``pairs-norm-training-cohort.json``.
+
 Rule, written before the measurement: a model and normalisation that beats the shipped model's
 plain cosine on the selection score (rank-1 - EER) with a 95 % interval above 0, and is worse on
 neither rank-1 nor EER, is a candidate for the next round; shipping one needs the gallery to
 normalise its scores the same way, which it does not yet.
 
     python -m experiments.pairs_norm --threads 2 [--runs experiments/work/run-default-cinc-cpu ...]
+    python -m experiments.pairs_norm --threads 2 --cohort training
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecgbio.config import DEFAULT_MODEL
+from ecgbio.embed import embed_rows, record_templates
 from ecgbio.evaluate import CI_BOOT, evaluate_match, evaluate_pairs
 from ecgbio.metrics.pairs import paired_difference
 from ecgbio.protocols import make_split
@@ -37,6 +46,12 @@ NORMS = ("none", "s", "as")
 RUNS = ("run-default-cinc-cpu", "run-default-triplet-wide", "run-default-triplet-cpu")
 
 
+def training_cohort(run: Any, store: BeatStore, rows: np.ndarray) -> np.ndarray:
+    """One unit template per training record (the mean of its beats' embeddings)."""
+    embedded = embed_rows(run.model.backbone, store, rows)
+    return record_templates(embedded, store.index["record"].to_numpy()[rows])[1]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=WORK / "default-store-100hz-I")
@@ -44,8 +59,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--runs", nargs="*", type=Path, default=[WORK / r for r in RUNS], help="variant run dirs"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = default)")
-    parser.add_argument("--results", type=Path, default=RESULTS / "pairs-norm.json")
+    parser.add_argument(
+        "--cohort",
+        choices=("validation", "training"),
+        default="validation",
+        help="validation: the other validation persons' records; training: the training records",
+    )
+    parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
+    suffix = "" if args.cohort == "validation" else "-training-cohort"
+    args.results = args.results or RESULTS / f"pairs-norm{suffix}.json"
     if args.threads:
         import torch
 
@@ -53,16 +76,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     store = BeatStore.open(args.store)
     shipped = load_run(DEFAULT_MODEL)
-    val = make_split(store, shipped.train_config.protocol, val_fraction=0.0).val
+    split = make_split(store, shipped.train_config.protocol, val_fraction=0.0)
+    val = split.val
     models = {"shipped": shipped, **{p.name.removeprefix("run-"): load_run(p) for p in args.runs}}
     baseline = None
     rows = []
     for name, run in models.items():
         embedded: dict = {}  # one embedding per model, shared by its norms
         evaluate_match(run.model, store, val, embeddings_out=embedded)
+        cohort = training_cohort(run, store, split.train) if args.cohort == "training" else None
         for norm in NORMS:
             figures, scores = evaluate_pairs(
-                run.model, store, val, CI_BOOT, embeddings=embedded, norm=norm
+                run.model, store, val, CI_BOOT, embeddings=embedded, norm=norm, cohort=cohort
             )
             if baseline is None:
                 baseline = scores
@@ -72,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "model": name,
                     "model_sha256": run.fingerprint,
                     "norm": norm,
+                    "cohort": args.cohort if norm != "none" else None,
+                    "cohort_size": len(cohort) if cohort is not None and norm != "none" else None,
                     "pairs": figures,
                     "versus_shipped_plain": versus,
                 }

@@ -152,8 +152,8 @@ def test_evaluate_pairs_reuses_evaluate_match_s_embeddings(tmp_path):
 
 
 def test_pair_scores_normalise_maps_the_whole_matrix_before_trials_are_read():
-    """``normalise`` sees the (records x records) cosine matrix and the persons in the order it
-    is indexed; every trial then comes from its output."""
+    """``normalise`` sees the (records x records) cosine matrix, the persons and the templates in
+    the order it is indexed; every trial then comes from its output."""
     rng = np.random.default_rng(1)
     templates = rng.standard_normal((9, 4))
     templates /= np.linalg.norm(templates, axis=1, keepdims=True)
@@ -161,8 +161,9 @@ def test_pair_scores_normalise_maps_the_whole_matrix_before_trials_are_read():
     order = np.tile([0, 1, 2], 3)
     seen = {}
 
-    def double(scores: np.ndarray, who: np.ndarray) -> np.ndarray:
-        seen["persons"] = who
+    def double(scores: np.ndarray, who: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        seen["persons"], seen["templates"] = who, rows
+        assert np.allclose(rows @ rows.T, scores)  # the templates behind the matrix, same order
         return 2.0 * scores
 
     plain = pair_scores(templates, persons, order)
@@ -171,3 +172,49 @@ def test_pair_scores_normalise_maps_the_whole_matrix_before_trials_are_read():
     assert np.allclose(doubled.genuine, 2 * plain.genuine)
     assert np.allclose(doubled.impostor, 2 * plain.impostor)
     assert np.array_equal(doubled.hit, plain.hit)  # a monotone map keeps every ranking
+
+
+def test_evaluate_pairs_with_an_outside_cohort_normalises_by_it(tmp_path):
+    """``cohort`` replaces the other persons as cohort: each score is S-normalised by the two
+    templates' own statistics against that fixed set, as :class:`ScoreNormalizer` computes them."""
+    from ecgbio.evaluate import evaluate_match, evaluate_pairs
+    from ecgbio.metrics.norm import ScoreNormalizer
+    from ecgbio.protocols import general_split
+    from ecgbio.runs import load_run
+    from ecgbio.store import BeatStore
+    from tests.fixtures import build_ptbxl_store
+
+    store = BeatStore.open(build_ptbxl_store(tmp_path))
+    model = load_run("default").model
+    vset = general_split(store).val
+    embedded: dict = {}
+    evaluate_match(model, store, vset, embeddings_out=embedded)
+    rng = np.random.default_rng(0)
+    outside = rng.standard_normal((40, embedded["gallery"].shape[1])).astype(np.float32)
+    outside /= np.linalg.norm(outside, axis=1, keepdims=True)
+    _, plain = evaluate_pairs(model, store, vset, embeddings=embedded)
+    _, normed = evaluate_pairs(model, store, vset, embeddings=embedded, norm="s", cohort=outside)
+    _, others = evaluate_pairs(model, store, vset, embeddings=embedded, norm="s")
+    assert not np.allclose(normed.genuine, others.genuine)  # not the other persons' cohort
+
+    def by_outside(scores, persons, rows):
+        return ScoreNormalizer("s").fit(outside)(scores, rows, rows)
+
+    rows = np.concatenate([vset.gallery, vset.probe])
+    emb = np.concatenate([embedded["gallery"], embedded["probe"]])
+    from ecgbio.embed import record_templates
+    from ecgbio.protocols import record_order
+
+    ids, templates = record_templates(emb, store.index["record"].to_numpy()[rows])
+    person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
+    rank = record_order(store)
+    expected = pair_scores(
+        templates,
+        np.array([person_of[r] for r in ids]),
+        np.array([rank[r] for r in ids]),
+        np.asarray(ids),
+        by_outside,
+    )
+    assert np.allclose(normed.genuine, expected.genuine)
+    assert np.allclose(normed.impostor, expected.impostor)
+    assert normed.genuine.size == plain.genuine.size

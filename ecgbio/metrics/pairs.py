@@ -67,13 +67,13 @@ def pair_scores(
     persons: np.ndarray,
     order: np.ndarray,
     records: np.ndarray | None = None,
-    normalise: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    normalise: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> PairScores:
     """Trials and comparisons from record templates (unit rows), their persons, their time order
     (any sortable key: a record's rank among its person's records) and their ids (default: the
-    position). ``normalise(scores, persons)``, when given, maps the (records x records) cosine
-    matrix to normalised scores (a score normalisation with the other persons as cohort) before
-    any trial is read from it."""
+    position). ``normalise(scores, persons, templates)``, when given, maps the (records x records)
+    cosine matrix to normalised scores (a score normalisation, with the other persons or an
+    outside cohort) before any trial is read from it; all three are in the order it indexes."""
     templates = np.asarray(templates, np.float32)
     persons = np.asarray(persons).astype(str)
     order = np.asarray(order)
@@ -84,7 +84,7 @@ def pair_scores(
     templates, persons, records = templates[sort], persons[sort], records[sort].astype(str)
     scores = templates @ templates.T
     if normalise is not None:
-        scores = np.asarray(normalise(scores, persons), dtype=np.float64)
+        scores = np.asarray(normalise(scores, persons, templates), dtype=np.float64)
     same = persons[:, None] == persons[None, :]
     later = np.triu(np.ones_like(same), k=1)  # (i, j): i before j in (person, order)
     first = np.r_[True, persons[1:] != persons[:-1]]  # each person's earliest record
