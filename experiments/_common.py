@@ -53,14 +53,16 @@ def cached_store(
     progress: bool,
     source: dict[str, Any],
 ) -> BeatStore:
-    """Open ``out`` if it was prepared with ``config`` (and today's beat-quality rule), else
+    """Open ``out`` if it was prepared with ``config`` (and today's beat-quality rule) from the
+    same databases (``source['kind']``: a path spelled another way is the same database), else
     prepare it (resuming if interrupted)."""
     try:
         store = BeatStore.open(out)
         same_rule = store.manifest.get("quality_context_s") == list(QUALITY_CONTEXT_S)
-        if store.config == config and same_rule:
+        same_source = store.manifest.get("source", {}).get("kind") == source.get("kind")
+        if store.config == config and same_rule and same_source:
             return store
-        raise StoreError("stale store: different config", out)
+        raise StoreError("stale store: different config or databases", out)
     except StoreError:
         prepare_store(
             specs(), out, config, workers=workers, overwrite=True, progress=progress, source=source

@@ -13,7 +13,8 @@ the shipped model's raw cosine on the same pairs (:func:`ecgbio.metrics.pairs.pa
 ``--cohort training`` takes each model's training records instead (one template per record of
 the store's training persons, the cohort a gallery could carry with the model), to see whether a
 fixed cohort shipped with the model does what the validation persons' own records did: results
-in ``pairs-norm-training-cohort.json``.
+in ``pairs-norm-training-cohort.json``. ``--fusion`` adds every model together (the mean of
+their cosine scores, as one embedding: what an ensemble of them would ship).
 
 Rule, written before the measurement: a model and normalisation that beats the shipped model's
 plain cosine on the selection score (rank-1 - EER) with a 95 % interval above 0, and is worse on
@@ -21,7 +22,7 @@ neither rank-1 nor EER, is a candidate for the next round; shipping one needs th
 normalise its scores the same way, which it does not yet.
 
     python -m experiments.pairs_norm --threads 2 [--runs experiments/work/run-default-cinc-cpu ...]
-    python -m experiments.pairs_norm --threads 2 --cohort training
+    python -m experiments.pairs_norm --threads 2 --cohort training --fusion
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ NORMS = ("none", "s", "as")
 RUNS = ("run-default-cinc-cpu", "run-default-triplet-wide", "run-default-triplet-cpu")
 
 
-def training_cohort(run: Any, store: BeatStore, rows: np.ndarray) -> np.ndarray:
+def fused(parts: list[np.ndarray]) -> np.ndarray:
+    """Score-level fusion as one embedding: the models' unit embeddings side by side, scaled so the
+    row stays a unit vector (its cosine with another is the mean of the models' cosines)."""
+    return np.concatenate(parts, axis=1) / np.sqrt(len(parts))
+
+
+def record_cohort(embedded: np.ndarray, store: BeatStore, rows: np.ndarray) -> np.ndarray:
     """One unit template per training record (the mean of its beats' embeddings)."""
-    embedded = embed_rows(run.model.backbone, store, rows)
     return record_templates(embedded, store.index["record"].to_numpy()[rows])[1]
 
 
@@ -65,6 +71,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="validation",
         help="validation: the other validation persons' records; training: the training records",
     )
+    parser.add_argument(
+        "--fusion",
+        action="store_true",
+        help="also score the models together (the mean of their cosines, as one embedding)",
+    )
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
     suffix = "" if args.cohort == "validation" else "-training-cohort"
@@ -79,15 +90,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     split = make_split(store, shipped.train_config.protocol, val_fraction=0.0)
     val = split.val
     models = {"shipped": shipped, **{p.name.removeprefix("run-"): load_run(p) for p in args.runs}}
+    embedded: dict[str, dict[str, np.ndarray]] = {}  # one embedding per model, shared by its norms
+    for name, run in models.items():
+        embedded[name] = {}
+        evaluate_match(run.model, store, val, embeddings_out=embedded[name])
+        if args.cohort == "training":
+            embedded[name]["train"] = embed_rows(run.model.backbone, store, split.train)
+    if args.fusion:
+        embedded["fusion"] = {
+            part: fused([embedded[name][part] for name in models]) for part in embedded["shipped"]
+        }
     baseline = None
     rows = []
-    for name, run in models.items():
-        embedded: dict = {}  # one embedding per model, shared by its norms
-        evaluate_match(run.model, store, val, embeddings_out=embedded)
-        cohort = training_cohort(run, store, split.train) if args.cohort == "training" else None
+    for name, embeddings in embedded.items():
+        run = models.get(name, shipped)  # fusion: its embeddings are given, the model is unused
+        cohort = (
+            record_cohort(embeddings["train"], store, split.train)
+            if "train" in embeddings
+            else None
+        )
         for norm in NORMS:
             figures, scores = evaluate_pairs(
-                run.model, store, val, CI_BOOT, embeddings=embedded, norm=norm, cohort=cohort
+                run.model, store, val, CI_BOOT, embeddings=embeddings, norm=norm, cohort=cohort
             )
             if baseline is None:
                 baseline = scores
@@ -95,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append(
                 {
                     "model": name,
-                    "model_sha256": run.fingerprint,
+                    "model_sha256": run.fingerprint if name in models else None,
+                    "fused": list(models) if name not in models else None,
                     "norm": norm,
                     "cohort": args.cohort if norm != "none" else None,
                     "cohort_size": len(cohort) if cohort is not None and norm != "none" else None,
@@ -108,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"vs shipped plain rank-1 {versus['rank1_diff']:+.3f} "
                 f"[{versus['rank1_diff_ci'][0]:+.3f}, {versus['rank1_diff_ci'][1]:+.3f}], EER "
                 f"{versus['eer_diff']:+.3f} [{versus['eer_diff_ci'][0]:+.3f}, "
-                f"{versus['eer_diff_ci'][1]:+.3f}]",
+                f"{versus['eer_diff_ci'][1]:+.3f}]; score {versus['score_diff']:+.3f} "
+                f"[{versus['score_diff_ci'][0]:+.3f}, {versus['score_diff_ci'][1]:+.3f}]",
                 flush=True,
             )
     payload = {"rule": __doc__.split("Rule, written before the measurement: ")[1].split("\n\n")[0]}

@@ -247,7 +247,10 @@ def main(argv: list[str] | None = None) -> dict:
     store = cached_store(
         lambda: training_records(args, len(leads)),
         args.work
-        / f"default-store-{args.rate}hz-{'-'.join(leads)}{window}{'-cinc' if with_cinc else ''}",
+        / (
+            f"default-store-{args.rate}hz-{'-'.join(leads)}{window}"
+            f"{'' if with_mitdb else '-no-mitdb'}{'-cinc' if with_cinc else ''}"
+        ),
         beat,
         args.workers,
         not args.quiet,
