@@ -166,6 +166,7 @@ def evaluate_pairs(
     embeddings: dict[str, np.ndarray] | None = None,
     norm: str = "none",
     cohort: np.ndarray | None = None,
+    blind_probes: bool = False,
 ) -> tuple[dict[str, Any], PairScores]:
     """Every (earlier, later) record pair of the match set's persons (see
     :mod:`ecgbio.metrics.pairs`): figures (with 95 % intervals over persons when ``ci_boot``) and
@@ -174,7 +175,9 @@ def evaluate_pairs(
     score normalisation (:func:`gallery_cohort_norm`) with every record of the other persons as
     each side's cohort, or, with ``cohort`` (unit templates of persons outside the set, such as
     the model's training records), with that fixed cohort (:class:`ScoreNormalizer`; adaptive
-    S-norm keeps ``AS_TOP_FRACTION`` of it, at most ``AS_TOP_K_MAX``)."""
+    S-norm keeps ``AS_TOP_FRACTION`` of it, at most ``AS_TOP_K_MAX``). ``blind_probes``: a probe's
+    cohort keeps its own person's records (all but itself), as a deployed gallery's must: it
+    cannot leave out a person it has not recognised yet (see :func:`gallery_cohort_norm`)."""
     rows = np.concatenate([mset.gallery, mset.probe])
     records = store.index["record"].to_numpy()[rows]
     if embeddings is not None:
@@ -195,7 +198,9 @@ def evaluate_pairs(
     elif norm != "none":
 
         def normalise(scores: np.ndarray, persons: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            return gallery_cohort_norm(scores, scores, persons, persons, norm)
+            return gallery_cohort_norm(
+                scores, scores, persons, persons, norm, probes_are_gallery=blind_probes
+            )
 
     ps = pair_scores(
         templates,
@@ -215,6 +220,7 @@ def gallery_cohort_norm(
     probe_persons: np.ndarray,
     name: str,
     top_k: int | None = None,
+    probes_are_gallery: bool = False,
 ) -> np.ndarray:
     """Normalise (probes x gallery) cosine scores with the gallery's other persons as cohort.
 
@@ -238,6 +244,9 @@ def gallery_cohort_norm(
     any gallery-as-cohort scheme), and leaving the probe's own person out uses its label, which
     an evaluation knows and a deployed gallery does not (there, the probe's mate would stay in
     its cohort); the figures are those of a cohort without the probe's person.
+    ``probes_are_gallery`` measures the deployed form instead: the probes are the gallery's own
+    templates (``scores`` is the square template-by-template matrix) and a probe's cohort is
+    every template but itself, its own person's other templates included.
 
     ``"s"`` averages the Z and T scores; ``"as"`` (adaptive S-norm) takes each side's statistics
     over its ``top_k`` highest cohort scores (default: ``AS_TOP_FRACTION`` of the cohort, 2 to
@@ -277,7 +286,12 @@ def gallery_cohort_norm(
         mean, std = _cohort_stats(gallery_scores, g_codes, g_codes, top_k)
         z = (scores - mean[None, :]) / std[None, :]
     if name in ("t", "s", "as"):
-        mean, std = _cohort_stats(scores, p_codes, g_codes, top_k)
+        keep = None
+        if probes_are_gallery:
+            if scores.shape[0] != scores.shape[1]:
+                raise ConfigError("probes_are_gallery needs the square template-by-template scores")
+            keep = ~np.eye(len(scores), dtype=bool)
+        mean, std = _cohort_stats(scores, p_codes, g_codes, top_k, keep)
         t = (scores - mean[:, None]) / std[:, None]
     if z is None:
         return t  # type: ignore[return-value]
@@ -285,14 +299,20 @@ def gallery_cohort_norm(
 
 
 def _cohort_stats(
-    cohort: np.ndarray, row_codes: np.ndarray, g_codes: np.ndarray, top_k: int | None
+    cohort: np.ndarray,
+    row_codes: np.ndarray,
+    g_codes: np.ndarray,
+    top_k: int | None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (ddof 0) of each row's scores against gallery templates of other persons.
 
     ``cohort`` is (rows, gallery); row ``r`` belongs to person ``row_codes[r]``, whose templates
-    are left out. With ``top_k`` only the ``top_k`` highest remaining scores count.
+    are left out (unless ``keep``, a (rows, gallery) mask, says which count instead). With
+    ``top_k`` only the ``top_k`` highest remaining scores count.
     """
-    keep = row_codes[:, None] != g_codes[None, :]
+    if keep is None:
+        keep = row_codes[:, None] != g_codes[None, :]
     if top_k is not None:
         order = np.argsort(-cohort, axis=1, kind="stable")
         ranked_keep = np.take_along_axis(keep, order, axis=1)

@@ -374,17 +374,40 @@ def default_levers_table() -> str:
             f"{(row.get('git_commit') or 'unknown')[:7]}, summarised by `python -m "
             f"experiments.default_sweep --from-runs --summary default-sweep-kfold ...` |"
         )
-    normed = _load("pairs-norm")
-    for row in (normed or {}).get("rows", []):
-        if row["model"] == "shipped" and row["norm"] == "none":
-            continue
-        p = row["pairs"]
+    for name, cohort in (
+        ("pairs-norm", "the other validation persons' records"),
+        ("pairs-norm-training-cohort", "the model's training records"),
+    ):
+        normed = _load(name)
+        for row in (normed or {}).get("rows", []):
+            if row["norm"] == "none" and (name != "pairs-norm" or row["model"] == "shipped"):
+                continue  # the baseline itself, or a plain-cosine row pairs-norm already has
+            p = row["pairs"]
+            what = (
+                f"`{' + '.join(row['fused'])}` fused (mean cosine)"
+                if row.get("fused")
+                else f"`{row['model']}`"
+            )
+            lever = (
+                f"score normalisation `{row['norm']}` on {what}, cohort: {cohort}"
+                if row["norm"] != "none"
+                else f"{what}, plain cosine"
+            )
+            rows.append(
+                f"| {lever} | every record pair {p['rank1']:.3f} / {100 * p['eer']:.1f} %; against "
+                f"the shipped model's plain cosine: {_versus(row['versus_shipped_plain'])} | "
+                f"`{normed['command']}` at {(normed.get('git_commit') or 'unknown')[:7]} |"
+            )
+    gap = _load("pairs-by-gap")
+    if gap:
+        bins = "; ".join(
+            f"{b['gap']} {b['rank1']:.2f} / {100 * b['eer']:.1f} % ({b['probes']} pairs)"
+            for b in gap["by_gap"]
+            if b["gap"] != "no date"
+        )
         rows.append(
-            f"| score normalisation `{row['norm']}` on `{row['model']}`, cohort: the other "
-            f"validation persons' records | every record pair {p['rank1']:.3f} / "
-            f"{100 * p['eer']:.1f} %; against the shipped model's plain cosine: "
-            f"{_versus(row['versus_shipped_plain'])} | `{normed['command']}` at "
-            f"{(normed.get('git_commit') or 'unknown')[:7]} |"
+            f"| the shipped model by the days between a person's two records (every record "
+            f"pair: rank-1 / EER) | {bins} | `{gap['command']}` |"
         )
     partial = _load("default-sweep-cinc-partial")
     if partial:
@@ -428,10 +451,17 @@ def _versus(diff: dict) -> str:
         text = f"{x:+.{digits}f}"
         return "+" + text[1:] if float(text) == 0 else text
 
-    return (
+    text = (
         f"rank-1 {signed(diff['rank1_diff'], 3)} ({signed(r[0], 3)} to {signed(r[1], 3)}), EER "
         f"{signed(100 * diff['eer_diff'], 1)} ({signed(100 * e[0], 1)} to "
         f"{signed(100 * e[1], 1)}) points"
+    )
+    if "score_diff_ci" not in diff:
+        return text
+    c = diff["score_diff_ci"]
+    return (
+        f"{text}, selection score {signed(diff['score_diff'], 3)} ({signed(c[0], 3)} to "
+        f"{signed(c[1], 3)})"
     )
 
 
@@ -490,6 +520,14 @@ def _variant_extras(variant: dict) -> str:
         extras.append(f"weight average (EMA) {train['ema_decay']:g} a step")
     if train.get("seed"):
         extras.append(f"seed {train['seed']}")
+    if train.get("lr", 2e-3) != 2e-3:
+        extras.append(f"learning rate {train['lr']:g}")
+    if variant.get("init_from"):
+        extras.append(f"started from `{variant['init_from']['run']}`'s backbone")
+    if "MIT-BIH" not in variant.get("data", "MIT-BIH"):
+        extras.append("without MIT-BIH")
+    elif train.get("max_beats_per_record", 100) != 100:
+        extras.append(f"{train['max_beats_per_record']} beats of each MIT-BIH record")
     if train.get("val_fraction"):
         extras.append(
             f"{100 * train['val_fraction']:.0f} % of the multi-record persons validate, "
