@@ -24,6 +24,12 @@ DEFAULT_MODEL = "default"
 NORMALIZATIONS = ("none", "record", "beat")
 
 
+#: The longest stretch a beat window may reach on either side of its R-peak, in seconds: one whole
+#: beat at the slowest heart rate a resting adult shows; a longer side would cut the neighbouring
+#: beats instead of this one, and an unbounded one overflows the sample arithmetic.
+MAX_WINDOW_SIDE_S = 2.0
+
+
 @dataclass(frozen=True)
 class BeatConfig:
     """Everything that turns a WFDB record into beat windows.
@@ -38,8 +44,9 @@ class BeatConfig:
             holds most of a beat's shape.
         before_s / after_s: window extent around the R-peak in seconds. The window has
             ``round(before_s*rate) + round(after_s*rate)`` samples and the R-peak sits at index
-            ``round(before_s*rate)``. 0.2 s / 0.2 s by default (the shipped model's input, and the
-            seed notebook's 200 samples centred at 500 Hz): the P wave, QRS and ST segment. A
+            ``round(before_s*rate)``; neither side reaches past :data:`MAX_WINDOW_SIDE_S`.
+            0.2 s / 0.2 s by default (the shipped model's input, and the seed notebook's 200
+            samples centred at 500 Hz): the P wave, QRS and ST segment. A
             window to the end of the T wave (0.25 / 0.45 s) identified people across sessions
             worse on validation persons (the T wave moves with the heart rate; README, default
             model card).
@@ -86,9 +93,23 @@ class BeatConfig:
             object.__setattr__(self, "leads", tuple(self.leads))
         if not self.leads:
             raise ConfigError("leads must name at least one lead (or 'all')")
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(field.default, float) and not math.isfinite(value):
+                raise ConfigError(f"{field.name} must be a finite number, got {value}")
         if not 50 <= self.rate <= 10_000:
             raise ConfigError(f"rate must be between 50 and 10000 Hz, got {self.rate}")
-        if self.before_s < 0 or self.after_s < 0 or self.window_samples < 4:
+        for name in ("before_s", "after_s", "refine_window_s"):
+            if not 0 <= getattr(self, name) <= MAX_WINDOW_SIDE_S:
+                raise ConfigError(
+                    f"{name} must be between 0 and {MAX_WINDOW_SIDE_S:g} seconds, "
+                    f"got {getattr(self, name)}"
+                )
+        if not -1 <= self.min_quality <= 1:
+            raise ConfigError(
+                f"min_quality must be a correlation in [-1, 1] (0: off), got {self.min_quality}"
+            )
+        if self.window_samples < 4:
             raise ConfigError(
                 f"window before_s={self.before_s}, after_s={self.after_s} at {self.rate} Hz "
                 f"gives {self.window_samples} samples; need at least 4"
