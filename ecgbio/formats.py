@@ -11,7 +11,8 @@ EDF/EDF+C/BDF/BDF+C: physical values in the file's units (``uV``, ``mV``, ``V`` 
 names from the signal labels, the recording's start date as the session; annotation signals and
 annotations are ignored, other signals (EEG, respiration ...) are simply not selected. Signals of
 one file may have different rates: the wanted leads are resampled to the first one's rate.
-Refused: EDF+D (discontinuous), files shorter than their header claims, uncalibratable signals.
+Refused: EDF+D (discontinuous), files shorter than their header claims, uncalibratable signals,
+a lead asked for by name whose unit is not a voltage (``degC``: never read as mV).
 
 CSV: a header row naming the leads (``I,II,V1``; ``I [uV]`` or ``I (uV)`` sets a lead's unit,
 millivolts otherwise), one row per sample, the delimiter sniffed (comma, semicolon, tab; a
@@ -42,7 +43,6 @@ import numpy as np
 from ecgbio.config import ALL_LEADS
 from ecgbio.errors import RecordError
 from ecgbio.records import (
-    _UNIT_TO_MV,
     MAX_RATE_HZ,
     MIN_RATE_HZ,
     OTHER_FORMATS,
@@ -52,6 +52,7 @@ from ecgbio.records import (
     resample_poly,
     select_leads,
     session_date,
+    unit_to_mv,
 )
 
 #: File suffix -> format; every other path is a WFDB record.
@@ -130,10 +131,6 @@ def check_rate(fs: float, path: Path, source: str) -> float:
             path,
         )
     return float(fs)
-
-
-def _unit_factor(unit: str) -> float | None:
-    return _UNIT_TO_MV.get(unit.strip().lower() or "mv")
 
 
 def _resample_to(x: np.ndarray, source: float, target: float) -> np.ndarray:
@@ -286,7 +283,7 @@ def read_edf(
         wanted = [
             i
             for i, s in enumerate(signals)
-            if _unit_factor(s.physical_dimension) is not None
+            if unit_to_mv(s.physical_dimension) is not None
             and s.physical_dimension.strip()
             and not re.match(r"\s*(EEG|EOG|EMG)\b", s.label, flags=re.IGNORECASE)
         ]
@@ -303,6 +300,12 @@ def read_edf(
     rows, scales = [], []
     for i in wanted:
         s = signals[i]
+        unit = s.physical_dimension.strip()
+        factor = unit_to_mv(unit)
+        if factor is None:  # as the CSV and WFDB readers: never read an unknown unit as mV
+            raise RecordError(
+                f"signal {s.label}: unit {unit!r} is not a voltage (give mV, uV or V)", path
+            )
         if s.digital_min == s.digital_max or s.physical_min == s.physical_max:
             raise RecordError(
                 f"signal {s.label} cannot be calibrated: its header's digital or physical range "
@@ -319,9 +322,7 @@ def read_edf(
             notes.append(
                 f"lead {s.label} resampled from {rate:g} to {fs:g} Hz (lead {first.label}'s)"
             )
-        unit = s.physical_dimension.strip()
-        factor = _unit_factor(unit)
-        rows.append(x * (1.0 if factor is None else factor))
+        rows.append(x * factor)
         scales.append(
             f"units {unit or 'mV'}, physical range {s.physical_min:g} to {s.physical_max:g}"
         )
@@ -618,7 +619,7 @@ def read_csv(
     factors = []
     for i in wanted:
         unit = _split_unit(layout.columns[i])[1]
-        factor = _unit_factor(unit)
+        factor = unit_to_mv(unit)
         if factor is None:
             raise RecordError(
                 f"CSV column {layout.columns[i]!r}: unit {unit!r} is not a voltage (give mV, uV "

@@ -265,27 +265,106 @@ BYTES_PER_SAMPLE = {
 }  # fmt: skip
 
 
-def signal_file_length(head: object, header: Path) -> int | None:
-    """How many samples a signal the header's signal files hold, from their sizes (the fewest
-    over the files); ``None`` for formats whose size says nothing (compressed, MATLAB, unknown)
-    or when a file is missing (the reader says so in its own words)."""
+#: Frames a signal file may hold beyond (or short of) the header's sample count: formats 212, 310
+#: and 311 pack samples in groups, so the last group's padding can add or drop a sample.
+FRAME_SLACK = 2
+
+
+@dataclass(frozen=True)
+class SignalFile:
+    """One signal file of a header, sized from the header's formats and from the disk.
+
+    Attributes:
+        name: the file's name as the header gives it.
+        size: bytes on disk.
+        offset: the header's byte offset (bytes before the samples).
+        frame_bytes: bytes one frame takes (every signal in the file, each sample of a frame).
+        signals: how many of the header's signals the file holds.
+        formats: the storage formats of those signals, as written (``"16"``, ``"212"``).
+    """
+
+    name: str
+    size: int
+    offset: float
+    frame_bytes: float
+    signals: int
+    formats: tuple[str, ...]
+
+    @property
+    def frames(self) -> int:
+        """Whole frames the file holds after its offset."""
+        return int(max(0.0, self.size - self.offset) // self.frame_bytes)
+
+
+def signal_files(head: object, header: Path) -> list[SignalFile] | None:
+    """The header's signal files, sized; ``None`` for formats whose size says nothing
+    (compressed, MATLAB, unknown) or when a file is missing (the reader says so in its own
+    words)."""
     formats = getattr(head, "fmt", None) or []
     files = getattr(head, "file_name", None) or []
     offsets = getattr(head, "byte_offset", None) or [None] * len(files)
-    per_file: dict[str, list[float]] = {}  # name -> [byte offset, bytes a sample of all signals]
-    for name, fmt, offset in zip(files, formats, offsets, strict=False):
+    per_frame = getattr(head, "samps_per_frame", None) or [1] * len(files)
+    per_file: dict[str, list] = {}  # name -> [byte offset, frame bytes, signals, formats]
+    for name, fmt, offset, spf in zip(files, formats, offsets, per_frame, strict=False):
         width = BYTES_PER_SAMPLE.get(str(fmt))
         if width is None or not name or str(name).endswith(".mat"):
             return None
-        entry = per_file.setdefault(name, [float(offset or 0), 0.0])
-        entry[1] += width
-    held = []
-    for name, (offset, frame) in per_file.items():
+        entry = per_file.setdefault(name, [float(offset or 0), 0.0, 0, []])
+        entry[1] += width * max(1, int(spf or 1))  # "212x4": 4 samples of it in every frame
+        entry[2] += 1
+        entry[3].append(str(fmt))
+    out = []
+    for name, (offset, frame, count, fmts) in per_file.items():
         path = header.parent / name
         if not path.is_file():
             return None
-        held.append(int((path.stat().st_size - offset) // frame))
-    return min(held) if held else None
+        size = path.stat().st_size
+        out.append(SignalFile(name, size, offset, frame, count, tuple(dict.fromkeys(fmts))))
+    return out or None
+
+
+def signal_file_length(head: object, header: Path) -> int | None:
+    """How many samples a signal the header's signal files hold, from their sizes (the fewest
+    over the files); ``None`` when :func:`signal_files` cannot size them."""
+    files = signal_files(head, header)
+    return min(f.frames for f in files) if files else None
+
+
+def check_signal_file_sizes(
+    files: list[SignalFile] | None, claimed: int, wanted: int, n_sig: int, fs: float, header: Path
+) -> None:
+    """Refuse signal files whose size does not fit the header's sample count, formats and signal
+    count (``claimed`` samples a signal, 0 where the header gives none; ``wanted``: the samples
+    to be read, fewer when only the first minutes are).
+
+    A file too short to give ``wanted`` is truncated, or the header declares more signals than
+    the file holds; :data:`FRAME_SLACK` frames are tolerated (a trailing partial frame, a packed
+    format's last group). A file *longer* than the header says is read as WFDB defines it (the
+    header's samples, from the start): a header may describe part of its file, and recorders pad
+    files to their block size, so that cannot be told from an edited format.
+    """
+    if not files or not wanted:
+        return
+    for f in files:
+        if f.frames + FRAME_SLACK >= wanted:
+            continue
+        # a file that is exactly the header's samples of fewer signals: the signal count is wrong
+        data = max(0.0, f.size - f.offset)
+        width = f.frame_bytes / f.signals
+        fewer = round(data / (width * claimed)) if claimed else 0
+        if 1 <= fewer < f.signals and abs(data - fewer * width * claimed) < width * fewer:
+            raise RecordError(
+                f"the header declares {n_sig} signals ({f.signals} in signal file {f.name}), "
+                f"but the file holds {fewer}: its {f.size:,} bytes are {claimed:,} samples of "
+                f"{fewer} signal(s) in format {'/'.join(f.formats)}",
+                header,
+            )
+        raise RecordError(
+            f"signal file {f.name} is truncated or the header's length is wrong: the header "
+            f"claims {claimed:,} samples a signal ({_duration(claimed / fs)}), and the file "
+            f"holds {f.frames:,}",
+            header,
+        )
 
 
 @contextmanager
@@ -423,23 +502,23 @@ def read_record(
     fs, rate_note = header_rate(text, float(getattr(head, "fs", 0) or 0), header)
     multi_segment = getattr(head, "seg_name", None) is not None
     names = _lead_names(head.sig_name) if not multi_segment else ()
-    wanted = None if multi_segment else select_leads(names, leads, header)
+    everything = tuple(w.lower() for w in leads) == (ALL_LEADS,)
+    wanted = None
+    if not multi_segment:
+        wanted = select_leads(names, leads, header)
+        check_header_fields(text, head, wanted, header)
+        wanted = voltage_leads(names, list(head.units or []), wanted, everything, header)
     # wfdb reads each channel once; a lead asked twice (a stand-in for two leads) is copied after
     channels = None if wanted is None else list(dict.fromkeys(wanted))
     if not multi_segment and not names:
         raise RecordError("header declares no signals", header)
     claimed = int(getattr(head, "sig_len", 0) or 0)  # optional in a WFDB header
-    held = None if multi_segment else signal_file_length(head, header)
+    files = None if multi_segment else signal_files(head, header)
+    held = min(f.frames for f in files) if files else None
     total = claimed or held or 0
     limit = None if max_duration_s is None else max(1, int(max_duration_s * fs))
     wanted_n = total if limit is None or (total and total <= limit) else limit
-    if held is not None and wanted_n and held + 2 < wanted_n:  # 212/310 round the last group
-        raise RecordError(
-            f"signal file {Path(head.file_name[0]).name} is truncated or the header's length is "
-            f"wrong: the header claims {claimed:,} samples a signal "
-            f"({_duration(claimed / fs)}), and the file holds {held:,}",
-            header,
-        )
+    check_signal_file_sizes(files, claimed, wanted_n, int(head.n_sig or 0), fs, header)
     sampto = None
     if limit is not None and (not total or total > limit):
         sampto = limit if not held else min(limit, held)
@@ -469,7 +548,9 @@ def read_record(
             f"signal file is truncated or corrupt ({_describe(exc)})", header
         ) from exc
     if multi_segment and rec.p_signal is not None:  # leads are known only once segments are read
-        _keep_channels(rec, select_leads(_lead_names(rec.sig_name), leads, header))
+        read = _lead_names(rec.sig_name)
+        keep = select_leads(read, leads, header)
+        _keep_channels(rec, voltage_leads(read, list(rec.units or []), keep, everything, header))
     elif wanted is not None and channels != wanted and rec.p_signal is not None:
         _keep_channels(rec, [channels.index(c) for c in wanted])
     if rec.p_signal is None or rec.p_signal.size == 0:
@@ -478,7 +559,7 @@ def read_record(
     signal = np.asarray(rec.p_signal, dtype=np.float64).T  # (leads, samples)
     kept = _lead_names(rec.sig_name)
     units = list(rec.units or ["mV"] * len(kept))
-    factors = [_UNIT_TO_MV.get(str(unit or "mV").strip().lower(), 1.0) for unit in units]
+    factors = [unit_to_mv(unit) or 1.0 for unit in units]  # voltages: checked before reading
     with np.errstate(over="ignore", invalid="ignore"):
         for i, factor in enumerate(factors):
             signal[i] *= factor
@@ -593,6 +674,101 @@ def _is_spec_line(line: str) -> bool:
     return bool(stripped) and not stripped.startswith("#")
 
 
+def _record_line(text: str) -> list[str]:
+    """The fields of the header's record line (the first line that is not a comment)."""
+    return next((line.split() for line in text.splitlines() if _is_spec_line(line)), [])
+
+
+def _positive_number(text: str) -> float | None:
+    """``text`` as a finite number > 0, or ``None``."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def check_header_fields(text: str, head: object, channels: list[int], header: Path) -> None:
+    """Refuse what wfdb parses from a single-segment header without a word, and wrongly.
+
+    - a sample count that is not a whole number (``-10``): wfdb ignores it and reads the whole
+      signal file;
+    - a record line declaring more (or fewer) signals than the header has signal lines: wfdb
+      fails later with "list index out of range", which reads as a truncated signal file;
+    - an ADC gain of the ``channels`` to be read that is not a finite number > 0: wfdb reads
+      ``nan`` as a unit (and uses gain 200), 0 as 200 (WFDB's "uncalibrated"), and a negative
+      gain turns the signal upside down.
+    """
+    fields = _record_line(text)
+    if len(fields) >= 4 and not re.fullmatch(r"\d+", fields[3]):
+        raise RecordError(
+            f"sample count {fields[3]!r} on the header's record line is not a whole number "
+            f"(the WFDB reader would ignore it and read the whole signal file); give the samples "
+            f"a signal, e.g. 5000",
+            header,
+        )
+    declared = int(getattr(head, "n_sig", 0) or 0)
+    lines = [line.split() for line in text.splitlines() if _is_spec_line(line)][1:]
+    if declared != len(lines):
+        raise RecordError(
+            f"the header declares {declared} signal(s) on its record line but holds "
+            f"{len(lines)} signal line(s): the record line's signal count or the signal lines "
+            f"are wrong",
+            header,
+        )
+    names = _lead_names(getattr(head, "sig_name", None))
+    for i in channels:
+        words = lines[i] if i < len(lines) else []
+        if len(words) < 3:  # no gain field: WFDB's default, 200 per mV
+            continue
+        gain = re.split(r"[/(]", words[2], maxsplit=1)[0]
+        if _positive_number(gain) is None:
+            raise RecordError(
+                f"lead {names[i] or i + 1}: ADC gain {gain!r} in the header is not a positive "
+                f"number (steps per physical unit, e.g. 200; 0 marks an uncalibrated signal, "
+                f"whose millivolts are unknown)",
+                header,
+            )
+
+
+def unit_to_mv(unit: str | None) -> float | None:
+    """The factor from ``unit`` to millivolts (mV, uV, V, nV, any case; empty or missing:
+    mV, WFDB's default), or ``None`` for a unit that is not a voltage (``mmHg``, ``furlong``)."""
+    return _UNIT_TO_MV.get(str(unit or "").strip().lower() or "mv")
+
+
+def voltage_leads(
+    names: tuple[str, ...],
+    units: list[str | None],
+    wanted: list[int],
+    everything: bool,
+    path: Path,
+) -> list[int]:
+    """``wanted`` (indices into ``names``) checked to be measured in volts, as the CSV and EDF
+    readers check theirs: an unknown unit read as millivolts gives amplitudes off by any
+    factor. Asked for ``"all"`` (``everything``), the leads that are not in volts (a blood
+    pressure in mmHg) are left out, as the EDF reader leaves them; a lead asked for by name
+    whose unit is not a voltage is refused."""
+
+    def unit(i: int) -> str:
+        return str(units[i] or "") if i < len(units) else ""
+
+    if everything:
+        kept = [i for i in wanted if unit_to_mv(unit(i)) is not None]
+        if not kept:
+            shown = ", ".join(f"{names[i]} ({unit(i)})" for i in wanted) or "none"
+            raise RecordError(f"no lead measured in volts (mV, uV or V) among: {shown}", path)
+        return kept
+    for i in wanted:
+        if unit_to_mv(unit(i)) is None:
+            raise RecordError(
+                f"lead {names[i]}: unit {unit(i)!r} in the header is not a voltage (give mV, uV "
+                f"or V, as 200/mV)",
+                path,
+            )
+    return wanted
+
+
 def header_rate(text: str, parsed: float, header: Path) -> tuple[float, str]:
     """The sampling rate from the header's record line, checked as text and as a number.
 
@@ -600,11 +776,25 @@ def header_rate(text: str, parsed: float, header: Path) -> tuple[float, str]:
     match (``-500``, ``nan``, ``1e3``), so the text itself is checked. Returns the rate and a note
     when the header gives none (WFDB's default 250 Hz is used, as the standard says).
     """
-    fields = next((line.split() for line in text.splitlines() if _is_spec_line(line)), [])
+    fields = _record_line(text)
     note = ""
     if len(fields) >= 3:
         given = re.split(r"[/(]", fields[2], maxsplit=1)[0]
         if not re.fullmatch(r"(\d+\.?\d*|\.\d+)", given):
+            value = _positive_number(given)
+            if value is not None and not MIN_RATE_HZ <= value <= MAX_RATE_HZ:
+                raise RecordError(
+                    f"sampling rate {given!r} ({value:g} Hz) in the header is outside "
+                    f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz, the accepted range",
+                    header,
+                )
+            if value is not None:
+                raise RecordError(
+                    f"sampling rate {given!r} in the header is not written as a plain decimal "
+                    f"number, which the WFDB reader needs (it would silently use {parsed:g} Hz); "
+                    f"write it as {value:g}",
+                    header,
+                )
             raise RecordError(
                 f"sampling rate {given!r} in the header is not a positive number (the WFDB reader "
                 f"would silently use {parsed:g} Hz); give the rate in Hz, e.g. 500",

@@ -71,6 +71,25 @@ def _gain_units(field: str) -> Callable[[Path], Path]:
     return make
 
 
+def _record_field(index: int, value: str) -> Callable[[Path], Path]:
+    """The record line's field ``index`` replaced (1: signal count, 3: sample count)."""
+
+    def make(directory: Path) -> Path:
+        return _edit_header(
+            _good(directory), lambda lines: [_signal_field(lines[0], index, value), *lines[1:]]
+        )
+
+    return make
+
+
+def _two_signals_in_one(directory: Path) -> Path:
+    """A header describing two signals over a signal file that holds one."""
+    return _edit_header(
+        _good(directory),
+        lambda lines: [_signal_field(lines[0], 1, "2"), lines[1], lines[1].replace(" I", " II")],
+    )
+
+
 def _clipped(scale: float, rail_mv: float) -> Callable[[Path], Path]:
     def make(directory: Path) -> Path:
         sig = np.clip(simulate_ecg(10, 500, seed=1) * scale, -rail_mv, rail_mv)
@@ -113,8 +132,9 @@ CASES = [
     ("rate -500", _rate("-500"), ["sampling rate '-500'", "not a positive number", "250 Hz"]),
     ("rate nan", _rate("nan"), ["sampling rate 'nan'", "not a positive number"]),
     ("rate inf", _rate("inf"), ["sampling rate 'inf'", "not a positive number"]),
-    ("rate 1e3", _rate("1e3"), ["sampling rate '1e3'", "not a positive number"]),
+    ("rate 1e3", _rate("1e3"), ["sampling rate '1e3'", "not written as a plain", "as 1000"]),
     ("rate 100 kHz", _rate("100000"), ["sampling rate 100000 Hz is outside 50-20000 Hz"]),
+    ("rate 1e9", _rate("1e9"), ["sampling rate '1e9'", "outside 50-20000 Hz, the accepted range"]),
     # 2. saturation: 0.15 mV rails (the R waves clipped), and 20x then clipped at +-3 mV
     ("clipped 0.15 mV", _clipped(1.0, 0.15), ["beats (100%) touch a saturation rail", "+0.150 mV"]),
     ("20x clipped", _clipped(20.0, 3.0), ["touch a saturation rail", "+3.000 mV", "% of samples"]),
@@ -122,6 +142,16 @@ CASES = [
     ("units V", _gain_units("1000.0(0)/V"), ["median beat on lead I is", "mV peak to peak, above"]),
     ("gain 1000x", _gain_units("1000000(0)/mV"), ["lead I is flat", "units or gain are wrong"]),
     ("units µV", _gain_units("1000.0(0)/µV"), ["non-ASCII", "write the units in ASCII ('uV')"]),
+    # units that are not a voltage are refused, as in CSV and EDF (never read as mV)
+    ("units furlong", _gain_units("1000(0)/furlong"), ["lead I: unit 'furlong'", "not a voltage"]),
+    # gains wfdb reads wrongly: nan as a unit (gain 200), 0 as 200, a negative one inverts
+    ("gain nan", _gain_units("nan"), ["lead I: ADC gain 'nan'", "not a positive number"]),
+    ("gain 0", _gain_units("0(0)/mV"), ["lead I: ADC gain '0'", "uncalibrated"]),
+    ("gain -1000", _gain_units("-1000(0)/mV"), ["lead I: ADC gain '-1000'", "not a positive"]),
+    # edited headers: wfdb ignores a negative length and reads the whole file
+    ("length -10", _record_field(3, "-10"), ["sample count '-10'", "not a whole number"]),
+    ("5 signals", _record_field(1, "5"), ["declares 5 signal(s)", "holds 1 signal line(s)"]),
+    ("signals > file", _two_signals_in_one, ["declares 2 signals", "the file holds 1"]),
     # 7. a gain of 1e-40 (infinite samples once in float32), and 1e-9 (absurd, finite)
     ("gain 1e-40", _gain_units("1e-40(0)/mV"), ["reaches 1.2e+43 mV", "gain 1e-40 per mV"]),
     ("gain 1e-9", _gain_units("1e-9(0)/mV"), ["median beat on lead I is", "above what a body"]),
@@ -268,6 +298,16 @@ REAL_CASES = [
         "gain 1e-40 per mV",
     ),
     ("unicode", lambda d: _real_copy(d, "récord_ü", lambda t: t), "non-ASCII record names"),
+    (
+        "units furlong",
+        lambda d: _real_copy(d, "furl", lambda t: t.replace(" 200 12 ", " 200/furlong 12 ")),
+        "lead ECG I: unit 'furlong' in the header is not a voltage",
+    ),
+    (
+        "length -10",
+        lambda d: _real_copy(d, "neglen", lambda t: t.replace(" 500 10000", " 500 -10")),
+        "sample count '-10'",
+    ),
 ]
 
 

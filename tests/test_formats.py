@@ -210,6 +210,17 @@ def test_a_truncated_edf_is_refused(tmp_path):
     assert str(caught.value).startswith(str(path))
 
 
+def test_edf_units_that_are_not_a_voltage_are_refused(tmp_path):
+    """As CSV and WFDB: a signal in degC is never read as millivolts."""
+    path = write_edf(tmp_path / "temp.edf", simulate_ecg(10, 500), 500, ["ECG I"], unit="degC")
+    with pytest.raises(RecordError) as caught:
+        read_record(path, leads="I")
+    message = str(caught.value)
+    assert message == f"{path}: signal ECG I: unit 'degC' is not a voltage (give mV, uV or V)"
+    with pytest.raises(RecordError, match="no ECG signal"):
+        read_record(path, leads="all")
+
+
 # synthetic: CSV ---------------------------------------------------------------------------------
 def test_csv_with_semicolons_decimal_commas_microvolts_and_a_date(tmp_path):
     x = simulate_ecg(15, 500, seed=7, n_leads=2)

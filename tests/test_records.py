@@ -93,6 +93,47 @@ def test_truncated_dat(record_factory):
         read_record(path)
 
 
+def test_a_signal_file_longer_than_its_header_says_reads_the_header_s_samples(record_factory):
+    """A signal file longer than its header says (a trailing partial frame, a recorder's block
+    padding, a header describing part of its file) reads the header's samples, as WFDB does."""
+    path = record_factory("long", seconds=4, n_leads=2)
+    dat = Path(str(path) + ".dat")
+    samples = dat.read_bytes()
+    before = read_record(path).signal
+    for extra in (b"\x00", bytes(512)):
+        dat.write_bytes(samples + extra)
+        np.testing.assert_array_equal(read_record(path).signal, before)
+
+
+def _units(path: Path, *units: str) -> Path:
+    """The header's gain field of each signal line rewritten with ``units`` (``""``: none)."""
+    hea = Path(str(path) + ".hea")
+    lines = hea.read_text().splitlines()
+    for k, unit in enumerate(units, 1):
+        words = lines[k].split()
+        words[2] = "1000" + (f"/{unit}" if unit else "")
+        lines[k] = " ".join(words)
+    hea.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_wfdb_units_voltages_empty_and_others(record_factory):
+    """An empty unit is WFDB's default mV; a lead in another unit is refused by name and left
+    out of "all" (as the EDF reader does), never read as millivolts."""
+    path = record_factory("units", seconds=4, n_leads=3)
+    mv = read_record(path, leads="all").signal
+    _units(path, "", "V", "mmHg")
+    rec = read_record(path, leads="all")
+    assert rec.leads == ("I", "II")
+    np.testing.assert_allclose(rec.signal[0], mv[0])
+    np.testing.assert_allclose(rec.signal[1], mv[1] * 1000, rtol=1e-6)
+    with pytest.raises(RecordError, match=r"units\.hea: lead III: unit 'mmHg' .* not a voltage"):
+        read_record(path, leads="I,III")
+    _units(path, "furlong", "degC", "mmHg")
+    with pytest.raises(RecordError, match=r"no lead measured in volts .* I \(furlong\)"):
+        read_record(path, leads="all")
+
+
 def test_unparsable_header(tmp_path):
     (tmp_path / "bad.hea").write_text("this is not a header\n!!\n")
     with pytest.raises(RecordError, match=r"bad\.hea: unreadable WFDB header"):
