@@ -313,7 +313,11 @@ def gallery_list(
 def gallery_info(
     gallery: GalleryArg = None,
     check: Annotated[
-        bool, typer.Option("--check", help="Also verify the whole file (SQLite quick_check).")
+        bool,
+        typer.Option(
+            "--check",
+            help="Also verify the whole file (SQLite integrity_check, every row and template).",
+        ),
     ] = False,
     as_json: AsJson = False,
     gallery_option: GalleryAlso = None,
@@ -324,6 +328,15 @@ def gallery_info(
 
     with _open(gallery) as opened:
         data = opened.info(check=check)
+    if check and data["integrity"] != "ok":  # a refusal: one line, no report on stdout
+        from ecgbio.gallery import GalleryError
+        from ecgbio.gallery.store import DB_FILE
+
+        raise GalleryError(
+            f"gallery file is corrupt (integrity_check: {data['integrity']}); restore it from a "
+            "backup",
+            gallery / DB_FILE,
+        )
     lines = [f"{k:26s} {v}" for k, v in data.items() if k not in ("beat_config", "calibration")]
     lines.append(f"{'beat_config':26s} {json.dumps(data['beat_config'])}")
     cal = data["calibration"]
@@ -337,10 +350,6 @@ def gallery_info(
         )
     )
     emit(data, as_json, lines)
-    if check and data["integrity"] != "ok":
-        from ecgbio.gallery import GalleryError
-
-        raise GalleryError(f"integrity check failed: {data['integrity']}", gallery)
 
 
 @handle_errors

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +123,36 @@ def test_gallery_list_info_remove(cohort, enrolled):
         run("identify", "--model", run_dir, "--gallery", gallery, cohort.records[person][0]),
         "no enrolled persons",
     )
+
+
+def test_a_record_whose_path_is_not_utf8_is_enrolled_and_named_safely(cohort, enrolled, tmp_path):
+    """A record under ``dir\\xff/`` failed with "unexpected UnicodeEncodeError: ... surrogates
+    not allowed": the record's name is stored as text. Its undecodable bytes are escaped."""
+    run_dir, gallery, _ = enrolled
+    source = cohort.records[cohort.persons[1]][0]
+    folder = tmp_path / os.fsdecode(b"dir\xff")  # as Python sees such a name: a lone surrogate
+    folder.mkdir()
+    for part in source.parent.glob(f"{source.stem}.*"):
+        shutil.copy(part, folder / part.name)
+    record = folder / source.name
+    shown = os.fsencode(record).decode("utf-8", "backslashreplace")
+    assert "dir\\xff" in shown
+
+    common = ("--model", run_dir, "--gallery", gallery)
+    enrolled_json = run("enroll", *common, "--id", "u", record, "--json")
+    assert enrolled_json.exit_code == 0, enrolled_json.output
+    assert json.loads(enrolled_json.stdout)["records"][0]["record"] == shown
+    text = run("enroll", *common, "--id", "v", record)  # printed, not only as JSON
+    assert text.exit_code == 0 and shown in text.stdout, text.output
+
+    with Gallery.open(gallery) as opened:
+        assert {t.record for t in opened.templates("u") + opened.templates("v")} == {shown}
+        opened.enroll_vectors("w", np.eye(DIM)[:1], records=[os.fsdecode(b"w\xfe.npy")])
+        assert opened.templates("w")[0].record == "w\\xfe.npy"
+    info = run("gallery", "info", gallery, "--check", "--json")
+    assert info.exit_code == 0 and json.loads(info.stdout)["integrity"] == "ok", info.output
+    found = run("identify", *common, record, "--json")
+    assert json.loads(found.stdout)["candidates"][0]["person"] in ("u", "v"), found.output
 
 
 def test_re_enrol_rules(cohort, enrolled):

@@ -7,7 +7,9 @@ code 2, never a traceback, and the enrolled gallery exactly as it was.
 * the gallery: every meta value is checked on open (type, range, allowed values);
 * galleries made before fingerprint version 2 (weights only): checked against the weights and
   their recorded beat config with a warning, and bound to the whole model at the next enrolment;
-* a gallery that cannot be created (under a file, a read-only parent) is a clean error.
+* a gallery that cannot be created (under a file, a read-only parent) is a clean error;
+* a stored template that is not unit-length (scaled, a component edited) is refused wherever
+  vectors are read, and a damaged file (bytes flipped in a page) by every command, writes first.
 
 The model is the tiny one of ``tests/test_gallery.py`` on the synthetic cohort; one real-data test
 replays the report of the issue with a copy of the shipped model on ECG-ID.
@@ -22,10 +24,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from ecgbio.cli import app
+from ecgbio.gallery import Gallery
 from ecgbio.runs import DEFAULT_MODEL_DIR
 from tests.cli_checks import one_line_error as assert_refused
 from tests.conftest import shared
@@ -373,6 +377,119 @@ def test_a_calibrated_gallery_keeps_working_and_its_calibration_is_checked(setup
     calibration = get_meta(setup.gallery, "calibration")
     set_meta(setup.gallery, "calibration", {**calibration, "template_mode": "mean"})
     assert_refused(run("gallery", "info", setup.gallery), "'calibration' has an invalid template")
+
+
+# ------------------------------------------------------ edited templates, a damaged file
+
+
+def edit_vector(gallery: Path, change) -> None:
+    """Rewrite the first stored template as someone with sqlite3 and numpy would."""
+    conn = sqlite3.connect(gallery / "gallery.sqlite")
+    with conn:
+        tid, blob = conn.execute("SELECT id, vector FROM templates ORDER BY id").fetchone()
+        vector = change(np.frombuffer(blob, "<f4").astype(np.float64))
+        blob = np.asarray(vector, "<f4").tobytes()
+        conn.execute("UPDATE templates SET vector = ? WHERE id = ?", (blob, tid))
+    conn.close()
+
+
+def with_first(value: float):
+    return lambda v: np.concatenate([[value], v[1:]])
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param(lambda v: v * 20, "has length 20, not 1", id="times-20"),
+        pytest.param(with_first(50.0), "has length 50.0", id="component-50"),
+        pytest.param(lambda v: v * 1.001, "has length 1.001, not 1", id="times-1.001"),
+        pytest.param(lambda v: v * 0.5, "has length 0.5, not 1", id="halved"),
+        pytest.param(with_first(float("nan")), "holds non-finite values", id="nan"),
+    ],
+)
+def test_a_template_that_is_not_unit_length_is_refused(setup, change, problem):
+    """Multiplying bob's template by 20 in SQLite made verify accept a stranger (score 0.899),
+    one component set to 50 gave a "cosine" of 2.8, and ``gallery info --check`` said fine."""
+    edit_vector(setup.gallery, change)
+    before, db, g = snapshot(setup.gallery), setup.gallery / "gallery.sqlite", setup.gallery
+    m = setup.model_args()
+    for args in (
+        ("identify", *m, setup.stranger),
+        ("verify", *m, "--claim", setup.person, setup.stranger),
+        ("verify", *m, "--claim", setup.person, setup.second),
+        ("gallery", "info", g, "--check"),
+        ("gallery", "calibrate", g),
+    ):
+        assert_refused(run(*args), f"{db}: ", "was edited", f"of person '{setup.person}'", problem)
+    assert snapshot(setup.gallery) == before
+
+
+def test_float32_round_off_is_not_an_edit(setup):
+    edit_vector(setup.gallery, lambda v: v * (1 + 2e-6))
+    assert setup.verify(setup.second).exit_code == 0
+    assert run("gallery", "info", setup.gallery, "--check").exit_code == 0
+
+
+def flip_in_persons_page(gallery: Path, what: str) -> None:
+    """Flip bits inside the persons table's page, as a failing disk or a bad copy would: the
+    first row's record header (the row no longer parses), or one bit of a name (still a valid
+    name, another one: only the unique index on names disagrees)."""
+    db = gallery / "gallery.sqlite"
+    conn = sqlite3.connect(db)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'persons'").fetchone()
+    name = conn.execute("SELECT name FROM persons ORDER BY id").fetchone()[0]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    page = (root[0] - 1) * page_size
+    cell = page + int.from_bytes(data[page + 8 : page + 10], "big")  # the first row's cell
+    if what == "header":
+        # cell: payload size, rowid, then the record: its header size (1 + 4 columns' types)
+        assert data[cell + 2] == 5, data[cell : cell + 8]
+        data[cell + 2] ^= 0xFF
+    else:
+        data[data.index(name.encode(), cell, page + page_size)] ^= 0x01
+    db.write_bytes(data)
+
+
+def test_a_damaged_gallery_file_is_refused_by_every_command_and_not_written(setup):
+    """Bytes flipped in the persons page: ``gallery list`` refused the file, but identify,
+    verify and ``info --check`` used it, and enroll and remove wrote into it."""
+    flip_in_persons_page(setup.gallery, "header")
+    db = setup.gallery / "gallery.sqlite"
+    before = db.read_bytes()
+    for args in setup.every_command():
+        text = assert_refused(run(*args), f"{db}: ", "corrupt", "malformed")
+        if args[0] == "enroll" or args[1] in ("remove", "configure"):
+            assert "quick_check" in text and "nothing was written" in text, text
+    assert_refused(run("gallery", "calibrate", setup.gallery, "--clear"), "nothing was written")
+    assert db.read_bytes() == before
+
+
+def test_info_check_runs_the_full_integrity_check(setup):
+    """A flipped bit in a name passes quick_check (the row still parses) and ``gallery list``
+    shows the wrong name; the full integrity_check compares the name index with the table."""
+    flip_in_persons_page(setup.gallery, "name")
+    db = setup.gallery / "gallery.sqlite"
+    result = run("gallery", "info", setup.gallery, "--check", "--json")
+    assert_refused(
+        result,
+        f"{db}: gallery file is corrupt (integrity_check",
+        "missing from index",
+        only_output=True,
+    )
+
+
+def test_writes_run_quick_check_once_per_opened_gallery(setup):
+    """quick_check reads the whole file (10-20 ms at 10,000 persons): once per opened gallery,
+    before its first write, not on every write of a long-lived one (the HTTP service)."""
+    with Gallery.open(setup.gallery) as gallery:
+        statements: list[str] = []
+        gallery.store.conn.set_trace_callback(statements.append)
+        gallery.configure(index="flat")
+        gallery.configure(index="auto")
+        gallery.clear_calibration()
+    assert sum("quick_check" in s for s in statements) == 1, statements
 
 
 # ----------------------------------------------------------- galleries made before version 2

@@ -63,6 +63,7 @@ from ecgbio.gallery.store import (
     GalleryStore,
     PersonRow,
     TemplateRow,
+    as_text,
     canonical_beat_config,
     now,
     sql_errors,
@@ -303,7 +304,13 @@ class Gallery:
         return self.store.counts()[0]
 
     def info(self, check: bool = False) -> dict[str, Any]:
-        """What the gallery holds and how it searches; ``check`` runs SQLite's quick_check."""
+        """What the gallery holds and how it searches.
+
+        ``check`` also verifies the whole file: ``integrity`` is SQLite's integrity_check ("ok"
+        or its problems), and when that passes every row is read (a damaged text raises
+        :class:`GalleryError`) and every template checked to be unit-length, as identify and
+        verify check them, so a check passes only on a gallery every command accepts.
+        """
         self.refresh()
         persons, templates, most = self.store.counts()
         meta = self.store.meta
@@ -328,6 +335,10 @@ class Gallery:
         }
         if check:
             data["integrity"] = self.store.integrity()
+            if data["integrity"] == "ok":
+                self.store.persons()
+                self.store.templates()
+                self.store.vectors()
         return data
 
     # ----------------------------------------------------------------------------- enrol
@@ -425,6 +436,7 @@ class Gallery:
         mode: str,
     ) -> EnrolResult:
         unit = [_unit(v) for v in vectors]
+        records = [as_text(r) for r in records]  # a file name that is not UTF-8 (see as_text)
         with self.store.locked():
             before = self.store.generation()
             self._upgraded = False

@@ -8,7 +8,7 @@ Routes mirror the CLI (each answers the JSON its command prints with ``--json``)
 ``POST /v1/verify``        ``ecgbio verify``               one record + ``claim``
 ``GET /v1/persons``        ``ecgbio gallery list``
 ``DELETE /v1/persons/ID``  ``ecgbio gallery remove``
-``GET /v1/gallery``        ``ecgbio gallery info``         ``?check=true``: quick_check
+``GET /v1/gallery``        ``ecgbio gallery info``         ``?check=true``: integrity_check
 ``GET /health``            -                               the gallery answers; counts only
 =========================  ==============================  =====================================
 

@@ -258,7 +258,7 @@ class Engine:
 
     @_public
     def info(self, check: bool = False) -> dict[str, Any]:
-        """``ecgbio gallery info --json`` (``check``: SQLite's quick_check of the whole file)."""
+        """``ecgbio gallery info --json`` (``check``: SQLite's integrity_check, every row and template)."""
         return self._read(lambda g: g.info(check=check))
 
     @_public
