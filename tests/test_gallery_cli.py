@@ -361,3 +361,43 @@ def test_a_gallery_bound_before_a_config_field_existed_still_opens(enrolled, coh
             conn.execute("UPDATE meta SET value = ? WHERE key = ?", (_json.dumps(value), key))
     refused = run("verify", "--model", run_dir, "--gallery", gallery, "--claim", person, mine)
     assert refused.exit_code == 2 and "model config" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        (("--min-genuine", "0"), "--min-genuine must be >= 1, got 0"),
+        (("--min-genuine", "-5"), "--min-genuine must be >= 1, got -5"),
+        (("--max-eer", "nan"), "--max-eer must be in (0, 1], got nan"),
+        (("--max-eer", "-1"), "--max-eer must be in (0, 1], got -1"),
+    ],
+)
+def test_calibrate_refuses_absurd_options_and_stores_nothing(cohort, tmp_path, option, problem):
+    """A minimum of 0 genuine scores used to fail deep inside as "the array is empty", and a NaN
+    EER limit switched the overlap check off."""
+    good = tmp_path / "good"
+    with Gallery.create(good, cohort.embedder) as gallery:
+        for i, vectors in enumerate(clustered(30, 2, noise=0.3, seed=9)):
+            gallery.enroll_vectors(f"p{i}", vectors)
+    assert_one_line_error(run("gallery", "calibrate", good, *option), problem)
+    assert json.loads(run("gallery", "info", good, "--json").stdout)["calibration"] is None
+
+
+def test_appending_a_record_already_enrolled_is_refused(cohort, enrolled, tmp_path):
+    """The same record appended again (under its own path or another) would store one session
+    twice; a different record of the person is appended as before."""
+    run_dir, gallery, person = enrolled
+    first, second = cohort.records[person][:2]
+    common = ("--model", run_dir, "--gallery", gallery, "--id", person, "--append")
+    assert_one_line_error(run("enroll", *common, first), "already enrolled from", "nothing stored")
+    other_path = tmp_path / "elsewhere"
+    other_path.mkdir()
+    for part in (Path(first), Path(first).with_suffix(".dat")):
+        shutil.copyfile(part, other_path / part.name)
+    copy = other_path / Path(first).name
+    assert_one_line_error(run("enroll", *common, copy), "already enrolled from", "nothing stored")
+    with Gallery.open(gallery) as opened:
+        assert len(opened.templates(person)) == 1
+    assert run("enroll", *common, second).exit_code == 0
+    with Gallery.open(gallery) as opened:
+        assert len(opened.templates(person)) == 2

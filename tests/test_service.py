@@ -250,8 +250,13 @@ def test_enrol_identify_verify_list_info_remove(server, cohort, tmp_path):
         again = client.post("/v1/enroll", data={"person": "alice"}, files=wfdb_files(alice))
         text = one_line_error(again, 409, "mode=replace", "mode=append")
         assert text.startswith("'alice' is already enrolled") and "--" not in text, text
-        appended = client.post(
+        same = client.post(
             "/v1/enroll", data={"person": "alice", "mode": "append"}, files=wfdb_files(alice)
+        )
+        one_line_error(same, 409, "already enrolled from", "nothing stored")
+        # another record (here a synthetic stranger's: the API does not know whose it is)
+        appended = client.post(
+            "/v1/enroll", data={"person": "alice", "mode": "append"}, files=wfdb_files(cohort[9])
         )
         assert appended.status_code == 200 and appended.json()["templates"] == 2, appended.text
 

@@ -99,6 +99,14 @@ def calibrate(
     Raises:
         GalleryError: too few genuine scores, no impostors, or an EER above ``max_eer``.
     """
+    if isinstance(min_genuine, bool) or not isinstance(min_genuine, (int, np.integer)):
+        raise GalleryError(
+            f"--min-genuine must be a whole number, got {min_genuine!r}", where or None
+        )
+    if min_genuine < 1:
+        raise GalleryError(f"--min-genuine must be >= 1, got {min_genuine}", where or None)
+    if not 0 < max_eer <= 1:  # NaN too: it would switch the overlap check off
+        raise GalleryError(f"--max-eer must be in (0, 1], got {max_eer}", where or None)
     owners = np.asarray(owners)
     multi = int(np.sum(np.unique(owners, return_counts=True)[1] >= 2)) if owners.size else 0
     if len(np.unique(owners)) < 2:

@@ -84,6 +84,9 @@ if TYPE_CHECKING:
     from ecgbio.records import Signal
 
 ENROL_MODES = ("new", "replace", "append")
+#: Cosine above which an appended template is a copy of a stored one (the same record embedded
+#: again, by either backend); two different records of one person stay far below it.
+SAME_TEMPLATE_COSINE = 0.9999
 MAX_NAME = 200
 #: what a gallery's model binding covers, and how a difference is named in a refusal
 BINDING_PARTS = (
@@ -446,6 +449,8 @@ class Gallery:
                 removed: list[int] = []
                 if pid is not None and mode == "new":
                     self.refuse_existing(person)
+                if pid is not None and mode == "append":
+                    self._refuse_same_records(person, records, unit)
                 if pid is None:
                     pid = self.store.add_person(person)
                     old_count = 0
@@ -475,6 +480,23 @@ class Gallery:
             templates=old_count + len(added),
             notes=[UPGRADE_NOTE] if self._upgraded else [],
         )
+
+    def _refuse_same_records(self, person: str, records: list[str], unit: list[np.ndarray]) -> None:
+        """Refuse appending a record ``person`` is already enrolled from: its template would be
+        a second copy of one already stored, counting one session twice (in ``mean`` mode,
+        weighting it double; in calibration, a genuine score of 1). Judged by the template, not
+        the file name, which another path or an upload's name would hide: two records of one
+        person never embed within :data:`SAME_TEMPLATE_COSINE` of each other."""
+        stored = self.store.vectors(person)
+        if not len(stored.vectors):
+            return
+        closest = (np.asarray(unit, np.float32) @ stored.vectors.T).max(axis=1)
+        same = np.flatnonzero(closest >= SAME_TEMPLATE_COSINE)
+        if len(same):
+            raise AlreadyEnrolledError(
+                f"{person!r} is already enrolled from {records[int(same[0])]} (an identical "
+                "template is stored); nothing stored"
+            )
 
     def refuse_existing(self, person: str) -> None:
         """Raise unless ``person`` is new here (re-enrolment needs --replace or --append)."""
