@@ -577,6 +577,11 @@ def evaluate_run(
             "on a store of persons it has not seen",
             store.root,
         )
+    test = split.test
+    rows = (
+        test.rows if isinstance(test, ClassifySet) else np.concatenate((test.gallery, test.probe))
+    )
+    store.check_finite(rows)  # a damaged beats.npy is named here, not as NaN scores later
     closed = name == "cross-session" and split.classes == run.classes
     softmax = isinstance(split.test, ClassifySet) or closed
     if softmax and chosen == "onnx" and backend == "onnx":

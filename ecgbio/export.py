@@ -104,12 +104,7 @@ def export_onnx(
         waves = check_beats(CHECK_BEATS, in_leads, samples)
     min_cosine = _agreement(run, data, path, np.asarray(waves, np.float32))
     _check_out(path, force)  # (again: the export took seconds)
-    from ecgbio.io import atomic_open
-
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-    with atomic_open(digest_path(path), "w") as handle:  # after the model: see OnnxBackend
-        handle.write(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+    _write(path, data)
     from ecgbio import __version__
 
     return ExportResult(
@@ -127,10 +122,37 @@ def export_onnx(
 
 
 def _check_out(path: Path, force: bool) -> None:
+    """Refuse an ``out`` that cannot be written, before the export's seconds are spent: a
+    directory, an existing file (unless ``force``), or a path under a file."""
     if path.is_dir():
         raise ExportError("is a directory: name the .onnx file to write", path)
     if path.exists() and not force:
         raise ExportError(f"already exists; {option('--force', 'force=True')} replaces it", path)
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ExportError(f"cannot write here: {parent} is a file, not a folder", path)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write the model, then its digest (see OnnxBackend), atomically; a folder that cannot be
+    made or written (read-only, a pseudo file system such as /proc) is one line naming ``path``.
+    A model whose digest could not be written is removed: it would be refused when opened."""
+    from ecgbio.io import atomic_open
+
+    wrote = False
+    try:
+        with atomic_open(path, "wb") as handle:
+            handle.write(data)
+        wrote = True
+        with atomic_open(digest_path(path), "w") as handle:
+            handle.write(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+    except OSError as exc:
+        if wrote:
+            path.unlink(missing_ok=True)
+        raise ExportError(
+            f"cannot write the ONNX file here ({exc.strerror or exc}); choose another --out",
+            path,
+        ) from None
 
 
 def _to_onnx(run: Any, in_leads: int, samples: int) -> tuple[bytes, int, str]:

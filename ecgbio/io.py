@@ -145,3 +145,23 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def as_text(name: str) -> str:
+    """``name`` as valid UTF-8 text: the form a record id, person or path takes in a store.
+
+    Why: a file or folder name that is not UTF-8 (``P\\xff``) reaches Python as a string holding
+    lone surrogates (PEP 383), which a UTF-8 CSV, JSON and a strict stdout refuse with a
+    ``UnicodeEncodeError``. Its undecodable bytes are written as ``\\xff`` escapes instead, so the
+    record stays recognisable (and a persons CSV can name it that way); valid text is returned
+    as it is. Stores and galleries both use it, so a record has one name in each.
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a surrogate not from a file name (made in Python): escaped as such
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")

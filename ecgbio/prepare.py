@@ -11,12 +11,20 @@ a time writes a store: it holds ``STORE/.lock`` (0600) throughout, and a second 
 once. Holding the lock, it first removes the temporary files a killed writer left
 (``.beats.npy.XXXXXXXX.tmp`` and the like, in the store and in ``.parts/``): no live writer can own
 them.
+
+A prepare that fails (a refusal, an error, Ctrl-C) leaves no lock behind, nor a ``.parts/`` without a
+finished chunk, nor the directory when it made it and nothing is left in it: only the chunks a rerun
+resumes from stay. Options are checked before any of that is made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import multiprocessing as mp
+import os
 import platform
 import re
 import shutil
@@ -24,8 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,10 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgbio.beats import QUALITY_CONTEXT_S, extract_beats
+from ecgbio.beats import DETECTORS, QUALITY_CONTEXT_S, extract_beats
 from ecgbio.config import BeatConfig, save_json, to_dict
-from ecgbio.errors import EcgbioError, StoreError, option
-from ecgbio.io import atomic_open, private_dir, remove_stale_temps, temp_target
+from ecgbio.errors import ConfigError, EcgbioError, StoreError, option
+from ecgbio.io import as_text, atomic_open, private_dir, remove_stale_temps, temp_target
 from ecgbio.records import read_record
 from ecgbio.sources import RecordSpec
 from ecgbio.store import (
@@ -190,11 +197,45 @@ def prepare_store(
     start = time.perf_counter()
     if not specs:
         raise StoreError("no records to prepare (the source listed none)", out)
+    _check_config(config)
+    specs = [_text_spec(spec) for spec in specs]
     _check_unique(specs, out)
     _check_target(out, overwrite=True)  # never drop a lock file into someone's folder
+    made = not out.exists()
     private_dir(out)
-    with _store_lock(out):
-        return _prepare_locked(specs, out, config, workers, overwrite, progress, source, start)
+    try:
+        lock = _StoreLock(out)
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    try:
+        summary = _prepare_locked(specs, out, config, workers, overwrite, progress, source, start)
+    except BaseException:
+        lock.release(cleanup=True, made=made)
+        raise
+    lock.release()
+    return summary
+
+
+def _text_spec(spec: RecordSpec) -> RecordSpec:
+    """``spec`` with its person, record and session as valid UTF-8 text (:func:`as_text`): names
+    from a non-UTF-8 file system would otherwise fail the store's CSV tables half-way."""
+    texts = {k: as_text(getattr(spec, k)) for k in ("person", "record", "session")}
+    if all(texts[k] == getattr(spec, k) for k in texts):
+        return spec
+    return replace(spec, **texts)
+
+
+def _check_config(config: BeatConfig) -> None:
+    """Refuse options that every record would be refused for, before anything is written: found
+    per record, they would leave a ``.parts/`` that blocks the next run with other options."""
+    if config.peak_method not in DETECTORS:
+        raise ConfigError(
+            f"unknown R-peak detector {config.peak_method!r} (--peak-method); choose from "
+            f"{', '.join(DETECTORS)}"
+        )
 
 
 def _prepare_locked(
@@ -263,24 +304,62 @@ def _foreign(entry: Path) -> bool:
     return entry.name != LOCK_FILE and temp_target(entry.name) not in STORE_FILES
 
 
-@contextmanager
-def _store_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.lock`` (0600) while writing the store; a second writer is refused at once."""
-    from filelock import FileLock, Timeout
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a planted symbolic link is not our lock file
 
-    lock = FileLock(str(out / LOCK_FILE), timeout=0, mode=0o600)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise StoreError(
-            "another `ecgbio prepare` is writing this store; wait for it to finish", out
-        ) from None
-    except OSError as exc:
-        raise StoreError(f"cannot lock the store ({exc.strerror or exc})", out) from exc
-    try:
-        yield
-    finally:
-        lock.release()
+
+class _StoreLock:
+    """``out/.lock`` (0600), held (``flock``) from construction until :meth:`release`; a second
+    writer is refused at once.
+
+    A failed prepare removes the file (:meth:`release` with ``cleanup``), so a writer checks that
+    the file it locked is still the one at the path: one that opened it just before the removal
+    would otherwise hold a lock on a file nobody else sees.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / LOCK_FILE
+        for _ in range(3):  # the file was removed under us: a writer just failed; lock the new one
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise StoreError(f"cannot lock the store ({exc.strerror or exc})", out) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise StoreError(
+                        "another `ecgbio prepare` is writing this store; wait for it to finish", out
+                    ) from None
+                raise StoreError(f"cannot lock the store ({exc.strerror or exc})", out) from exc
+            try:
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                with contextlib.suppress(OSError):  # (a lock file of another owner stays theirs)
+                    os.fchmod(fd, 0o600)
+                self.fd = fd
+                return
+            os.close(fd)
+        raise StoreError("another `ecgbio prepare` is writing this store; wait for it", out)
+
+    def release(self, cleanup: bool = False, made: bool = False) -> None:
+        """Unlock. ``cleanup`` (the prepare failed): when no finished store is here, remove the
+        lock file and a ``.parts/`` without a finished chunk (nothing to resume), and the
+        directory itself if this prepare ``made`` it and it is left empty."""
+        out = self.path.parent
+        try:  # (a cleanup that fails must not hide why the prepare failed)
+            if cleanup and not (out / MANIFEST_FILE).exists():
+                parts = out / PARTS_DIR
+                with contextlib.suppress(OSError):
+                    if parts.is_dir() and not any(parts.glob("part-*.csv")):
+                        shutil.rmtree(parts, ignore_errors=True)
+                    self.path.unlink(missing_ok=True)  # while still held: see the class docstring
+                    if made:
+                        out.rmdir()  # only when empty
+        finally:
+            os.close(self.fd)  # (closing releases the flock)
 
 
 def _run_chunks(chunks: list, config: BeatConfig, workers: int) -> Iterator[list[RecordResult]]:
@@ -310,7 +389,7 @@ class _PartWriter:
         self.dir = private_dir(directory)
         cfg_path = directory / "config.json"
         cfg = to_dict(config)
-        if cfg_path.exists():
+        if cfg_path.exists() and self.part_ids():
             old = json.loads(cfg_path.read_text())
             if old != cfg:
                 raise StoreError(
@@ -365,16 +444,16 @@ def _record_row(r: RecordResult) -> dict[str, Any]:
         "record": r.spec.record,
         "session": r.spec.session,
         "order": r.spec.order,
-        "path": str(r.spec.path),
+        "path": as_text(str(r.spec.path)),
         "status": "ok" if r.ok else "rejected",
-        "reason": r.error,
+        "reason": as_text(r.error),
         "beats": 0 if r.waves is None else len(r.waves),
         "detected": r.detected,
         "rejected_beats": r.rejected_beats,
         "max_abs_mv": r.max_abs_mv,
         "duration_s": r.duration_s,
-        "notes": "; ".join(r.notes),
-        "leads": ",".join(r.leads),
+        "notes": as_text("; ".join(r.notes)),
+        "leads": as_text(",".join(r.leads)),
     }
     row.update({f"x_{k}": v for k, v in r.spec.extra.items()})
     return row
@@ -412,6 +491,7 @@ def _finalize(
     leads = _leads(ok, config)
     shape = (len(beats), len(leads), config.window_samples)
     if not len(beats):
+        shutil.rmtree(parts.dir, ignore_errors=True)  # a verdict, not an interruption: no resume
         raise StoreError(
             "no record gave usable beats; nothing was stored (first reasons: "
             + "; ".join(records["reason"].head(3))

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ecgbio.config import BeatConfig, from_dict
-from ecgbio.errors import StoreError
+from ecgbio.errors import StoreError, shorten
 
 FORMAT = "ecgbio-beatstore"
 FORMAT_VERSION = 1
@@ -42,7 +42,11 @@ MANIFEST_FILE = "manifest.json"
 STORE_DTYPE = np.float16
 
 BEAT_COLUMNS = ["person", "record", "session", "beat", "peak", "quality"]
+#: the records table's columns that ecgbio reads (``prepare`` writes more)
+RECORD_COLUMNS = ["person", "record", "session", "path", "status"]
 _STR_COLUMNS = {"person": str, "record": str, "session": str}
+#: beats checked for NaN at a time by :meth:`BeatStore.check_finite` (bounded memory)
+_FINITE_CHUNK = 65_536
 
 
 @dataclass
@@ -96,8 +100,9 @@ class BeatStore:
             beats = np.load(root / BEATS_FILE, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise StoreError(f"unreadable beats array ({exc})", root / BEATS_FILE) from exc
-        index = _read_csv(root / BEAT_INDEX_FILE)
-        records = _read_csv(root / RECORDS_FILE)
+        index = _read_csv(root / BEAT_INDEX_FILE, BEAT_COLUMNS)
+        _check_index(index, root / BEAT_INDEX_FILE)
+        records = _read_csv(root / RECORDS_FILE, RECORD_COLUMNS)
         expected = tuple(manifest.get("shape", ()))
         if beats.shape != expected or len(index) != beats.shape[0]:
             raise StoreError(
@@ -128,6 +133,30 @@ class BeatStore:
         out = np.empty((len(rows), *self.beats.shape[1:]), np.float32)
         out[order] = self.beats[rows[order]]
         return out
+
+    def check_finite(self, rows: np.ndarray | list[int]) -> None:
+        """Refuse the beats at ``rows`` if any holds a NaN or infinite sample, naming the store's
+        beats file, how many beats and the first one's record.
+
+        Why: ``prepare`` never stores such a beat, so one is damage to the file; embedded, it
+        turns every score it touches into NaN, and the metrics could then only say that the
+        scores hold NaN, not where they came from. Read in chunks: memory stays bounded.
+        """
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        bad: list[np.ndarray] = []
+        for start in range(0, len(rows), _FINITE_CHUNK):
+            chunk = rows[start : start + _FINITE_CHUNK]
+            finite = np.isfinite(np.asarray(self.beats[chunk])).reshape(len(chunk), -1).all(1)
+            bad.append(chunk[~finite])
+        found = np.concatenate(bad) if bad else np.zeros(0, np.int64)
+        if found.size:
+            first = int(found[0])
+            raise StoreError(
+                f"{found.size} of the {rows.size} beats read hold NaN or infinite samples (first: "
+                f"beat {first}, record {self.index['record'].iat[first]}); the store is damaged: "
+                "prepare it again",
+                self.root / BEATS_FILE,
+            )
 
     def select_leads(self, leads: tuple[str, ...]) -> BeatStore:
         """A view of this store with only ``leads`` (a contiguous run of its leads, in order).
@@ -170,10 +199,52 @@ class BeatStore:
         return dict(self.manifest.get("summary", {}))
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A store table, refused in one line naming it when unreadable or without ``columns``."""
     if not path.is_file():
         raise StoreError("missing store table", path)
     try:
-        return pd.read_csv(path, dtype=_STR_COLUMNS, keep_default_na=False)
+        table = pd.read_csv(path, dtype=_STR_COLUMNS, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise StoreError(f"corrupt store table ({exc})", path) from exc
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise StoreError(
+            f"corrupt store table: no column(s) {', '.join(missing)} (it needs "
+            f"{', '.join(columns)}); prepare the store again",
+            path,
+        )
+    return table
+
+
+def _check_index(index: pd.DataFrame, path: Path) -> None:
+    """Refuse a beats table whose cells ecgbio could not use: an empty person or record (beats
+    of no one, pooled into one identity) or a beat, peak or quality that is not a number; the
+    message names the first data row (1 = the first row under the header)."""
+    for column in ("person", "record"):
+        empty = np.flatnonzero((index[column] == "").to_numpy())
+        if empty.size:
+            raise StoreError(
+                f"corrupt store table: data row {empty[0] + 1} has an empty {column} "
+                f"({empty.size} such row(s)); prepare the store again",
+                path,
+            )
+    for column, whole in (("beat", True), ("peak", True), ("quality", False)):
+        values = index[column]
+        if pd.api.types.is_integer_dtype(values) or (
+            not whole and pd.api.types.is_float_dtype(values) and np.isfinite(values).all()
+        ):
+            continue
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(numbers)
+        if whole:
+            bad |= np.isfinite(numbers) & (numbers != np.floor(numbers))
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            kind = "whole numbers" if whole else "finite numbers"
+            raise StoreError(
+                f"corrupt store table: column {column} must hold {kind}; data row {rows[0] + 1} "
+                f"holds {shorten(str(values.iat[rows[0]]), 40)!r} ({rows.size} such row(s)); "
+                "prepare the store again",
+                path,
+            )

@@ -153,6 +153,35 @@ def test_cli_export(cohort, tmp_path):
     assert_one_line_error(run("export", "--onnx", "--model", tmp_path / "nope"), "not found")
 
 
+def test_an_out_under_a_file_is_one_line_before_the_export(tmp_path):
+    """Was: unexpected FileExistsError (after the seconds of an export)."""
+    a_file = tmp_path / "rec_1.hea"
+    a_file.write_text("not a folder")
+    out = a_file / "x.onnx"
+    result = run("export", "--onnx", "--out", out)  # (the shipped model: refused before loading)
+    assert_one_line_error(result, f"{a_file} is a file, not a folder", path=out)
+    deeper = a_file / "sub" / "x.onnx"
+    assert_one_line_error(run("export", "--onnx", "--out", deeper), "is a file", path=deeper)
+
+
+def test_an_unwritable_out_is_one_line_and_leaves_no_model_without_digest(tmp_path, monkeypatch):
+    """Was: unexpected FileNotFoundError (``--out /proc/x.onnx``). A model whose digest could
+    not be written is removed: OnnxBackend would refuse it."""
+    import ecgbio.export
+    from ecgbio.export import ExportError
+
+    if Path("/proc").is_dir():
+        with pytest.raises(ExportError, match=r"^/proc/x\.onnx: cannot write the ONNX file here"):
+            ecgbio.export._write(Path("/proc/x.onnx"), b"model")
+    out = tmp_path / "x.onnx"
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    monkeypatch.setattr(ecgbio.export, "digest_path", lambda path: blocked / "x.sha256")
+    with pytest.raises(ExportError, match=r"x\.onnx: cannot write the ONNX file here"):
+        ecgbio.export._write(out, b"model")
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------ backends
 
 

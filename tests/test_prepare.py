@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from ecgbio.cli import app
 from ecgbio.config import BeatConfig
 from ecgbio.errors import EcgbioError, StoreError
-from ecgbio.prepare import CHUNK_RECORDS, prepare_store
+from ecgbio.prepare import CHUNK_RECORDS, LOCK_FILE, PARTS_DIR, prepare_store
 from ecgbio.sources.folder import folder_records
 from ecgbio.store import BeatStore
+from tests.cli_checks import one_line_error
 from tests.conftest import shared, simulate_ecg, write_wfdb
+
+runner = CliRunner()
+
+
+def prepare_cli(root: Path, out: Path, *extra: object):
+    """``ecgbio prepare wfdb`` of ``root`` into ``out``, quiet and in this process."""
+    args = ["prepare", "wfdb", "--root", root, "--out", out, "--quiet", "--workers", "1", *extra]
+    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -176,6 +188,8 @@ def test_all_records_rejected_stores_nothing(tmp_path):
     write_wfdb(root / "A", "r", np.full((4000, 1), 0.2), 500)
     with pytest.raises(StoreError, match="no record gave usable beats"):
         prepare_store(folder_records(root), tmp_path / "out", BeatConfig(), progress=False)
+    # a verdict, not an interruption: no lock and no .parts to block a run with other options
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("damage", ["manifest", "beats", "index"])
@@ -234,3 +248,143 @@ def test_a_lead_view_shares_the_beats_and_says_its_leads(cohort, tmp_path):
     )
     with pytest.raises(StoreError, match="found on lead II"):
         BeatStore.open(tmp_path / "on-ii").select_leads(("I",))
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        (b"record,person\nPerson_01/rec_1,J\xfcrgen\n", ["not UTF-8", "0xfc on line 2"]),
+        (bytes(range(256)) * 4, ["not UTF-8"]),
+        (b"", ["persons CSV is empty"]),
+        (
+            b"record,person\nPerson_02/rec_1,bob\nPerson_01/rec_1,\n",
+            ["data row 2", "(record Person_01/rec_1)", "empty person"],
+        ),
+        (
+            b"record,person\nPerson_01/rec_1,alice\nPerson_02/rec_1,bob\nPerson_01/rec_1.hea,eve\n",
+            ["record Person_01/rec_1", "2 different persons (alice, eve)", "data rows 1, 3"],
+        ),
+    ],
+    ids=["latin-1", "binary", "empty", "empty-person", "two-persons"],
+)
+def test_a_bad_persons_csv_is_one_line_naming_it(cohort, tmp_path, content, fragments):
+    """Not UTF-8 (was: unexpected UnicodeDecodeError), an empty person (was: stored as person
+    ""), one record given two persons (was: the first row won silently)."""
+    persons = tmp_path / "persons.csv"
+    persons.write_bytes(content)
+    result = prepare_cli(cohort, tmp_path / "out", "--persons", persons)
+    one_line_error(result, *fragments, path=persons)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_persons_csv_may_have_a_bom_and_repeat_a_row(cohort, tmp_path):
+    persons = tmp_path / "persons.csv"
+    persons.write_bytes(
+        b"\xef\xbb\xbfrecord,person\nPerson_01/rec_1,alice\nPerson_01/rec_1,alice\n"
+    )
+    assert [(s.record, s.person) for s in folder_records(cohort, persons)] == [
+        ("Person_01/rec_1", "alice")
+    ]
+
+
+def test_a_non_utf8_folder_name_is_stored_escaped(tmp_path):
+    """A folder named with byte 0xff (was: unexpected UnicodeEncodeError, and a .lock and .parts
+    left behind): its person and records are stored with a \\xff escape."""
+    root = tmp_path / "db"
+    odd = root / os.fsdecode(b"P\xff")
+    try:
+        odd.mkdir(parents=True)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    write_wfdb(odd, "rec_1", simulate_ecg(8, 500, seed=1), 500)
+    write_wfdb(root / "B", "rec_1", simulate_ecg(8, 500, heart_rate=80, seed=2), 500)
+    result = prepare_cli(root, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    store = BeatStore.open(tmp_path / "out")
+    assert set(store.index["person"]) == {"B", "P\\xff"}
+    assert "P\\xff/rec_1" in set(store.records["record"])
+
+
+def test_a_failed_prepare_leaves_no_lock_nor_empty_parts(cohort, tmp_path, monkeypatch):
+    """What a run that failed before finishing a chunk made is removed: the folder it made, or
+    its lock and .parts in a folder that was there (which stays)."""
+    import ecgbio.prepare as prep
+
+    def disk_full(self, results):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prep._PartWriter, "write", disk_full)
+    specs = folder_records(cohort)
+    out = tmp_path / "store"
+    with pytest.raises(OSError, match="No space"):
+        prepare_store(specs, out, BeatConfig(), progress=False)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(OSError, match="No space"):
+        prepare_store(specs, out, BeatConfig(), progress=False)
+    assert list(out.iterdir()) == []
+    monkeypatch.undo()
+    prepare_store(specs, out, BeatConfig(rate=250), progress=False)  # other options: not blocked
+    assert BeatStore.open(out).config.rate == 250
+    assert not (out / PARTS_DIR).exists() and (out / LOCK_FILE).exists()
+
+
+def test_an_unknown_peak_method_is_refused_before_any_work(cohort, tmp_path):
+    """Was: refused per record, leaving a .parts that blocked the next run with other options."""
+    out = tmp_path / "out"
+    result = prepare_cli(cohort, out, "--peak-method", "bogus")
+    one_line_error(result, "unknown R-peak detector 'bogus'", "rodrigues2021")
+    assert not out.exists()
+    assert prepare_cli(cohort, out).exit_code == 0
+
+
+def _damage_index(out: Path, edit) -> None:
+    table = pd.read_csv(out / "beats.csv", dtype=str, keep_default_na=False)
+    edit(table)
+    table.to_csv(out / "beats.csv", index=False)
+
+
+def _set(column: str, row: int, value: str):
+    def edit(table: pd.DataFrame) -> None:
+        table.loc[row, column] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, fragments",
+    [
+        (lambda t: t.drop(columns="person", inplace=True), ["no column(s) person"]),
+        (_set("person", 2, ""), ["data row 3 has an empty person"]),
+        (_set("beat", 3, "abc"), ["column beat must hold whole numbers", "data row 4", "'abc'"]),
+        (_set("quality", 0, "nan"), ["column quality must hold finite numbers", "data row 1"]),
+    ],
+    ids=["no-person-column", "empty-person", "text-beat", "nan-quality"],
+)
+def test_a_damaged_beats_table_is_one_line_naming_it(cohort, tmp_path, edit, fragments):
+    """Was: unexpected KeyError: 'person' (and empty persons or text beats went unnoticed)."""
+    out = tmp_path / "s"
+    prepare_store(folder_records(cohort), out, BeatConfig(), progress=False)
+    _damage_index(out, edit)
+    with pytest.raises(StoreError, match="corrupt store table"):
+        BeatStore.open(out)
+    one_line_error(
+        runner.invoke(app, ["store", "info", str(out)]), *fragments, path=out / "beats.csv"
+    )
+
+
+def test_nan_beats_are_named_with_the_store_when_evaluated(cohort, tmp_path):
+    """Was: 'scores contain 49 NaN or infinite value(s)', naming no file."""
+    out = tmp_path / "s"
+    prepare_store(folder_records(cohort), out, BeatConfig(), progress=False)
+    beats = np.load(out / "beats.npy", mmap_mode="r+")
+    beats[[1, 4]] = np.nan
+    beats[7, 0, 3] = np.inf
+    beats.flush()
+    del beats
+    store = BeatStore.open(out)
+    with pytest.raises(StoreError, match=r"3 of the 5 beats read hold NaN or infinite samples"):
+        store.check_finite([0, 1, 4, 7, 9])
+    store.check_finite([0, 2, 3])
+    result = runner.invoke(app, ["evaluate", "--store", str(out), "--protocol", "enrol-probe"])
+    one_line_error(result, "beats read hold NaN or infinite samples", path=out / "beats.npy")

@@ -4,6 +4,7 @@ report), its words are a reader's (headers, enrolment beats, normalisation), ove
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import stat
@@ -19,6 +20,7 @@ from ecgbio.cli import EXIT_ERROR, app
 from ecgbio.evaluate import evaluate_run
 from ecgbio.report import build, make_report
 from ecgbio.report import figures as fig
+from tests.cli_checks import one_line_error
 from tests.eval_fixtures import build_unseen_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -260,3 +262,65 @@ def test_report_of_malformed_files_is_one_line_and_exit_2(tmp_path):
     assert result.exit_code == EXIT_ERROR
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "malformed evaluation files" in lines[0], result.output
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _arrays(**change: object):
+    """Rewrite scores.npz with some arrays replaced (None: left out)."""
+
+    def damage(path: Path) -> None:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays.update(change)
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+    return damage
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize(
+    "damage, fragments",
+    [
+        (_truncate, ["unreadable scores file"]),
+        (_arrays(genuine=np.array([0.5, np.nan])), ["genuine scores contain 1 NaN"]),
+        (_arrays(genuine=np.zeros(0)), ["no genuine scores", "empty"]),
+        (_arrays(impostor=np.ones((3, 3))), ["impostor scores must be a 1-D array"]),
+        (_arrays(genuine=np.array(["a", "b"])), ["genuine scores must be numbers"]),
+        (_arrays(eer_threshold=np.ones(3)), ["eer_threshold must be one number"]),
+        (
+            _arrays(other_day_genuine=GEN, other_day_impostor=IMP),
+            ["other-day scores but lacks other_day_cmc"],
+        ),
+        (_directory, ["scores file is not a file"]),
+        (Path.unlink, ["missing", "ROC, DET, score histogram and CMC"]),
+    ],
+    ids=["truncated", "nan", "empty", "2d", "text", "threshold", "other-day", "dir", "missing"],
+)
+def test_a_damaged_scores_file_is_one_line_naming_it(dirs, tmp_path, damage, fragments):
+    """Was: unexpected BadZipFile, messages without the file, or (missing, a directory) exit 0
+    with the enrolment figure alone. A gallery-probe evaluation always writes scores.npz, so a
+    report without it would pass off a damaged folder as complete."""
+    src = tmp_path / "eval"
+    shutil.copytree(dirs[0], src, ignore=shutil.ignore_patterns("report"))
+    damage(src / "scores.npz")
+    result = CliRunner().invoke(app, ["report", str(src), "--out", str(tmp_path / "r")])
+    one_line_error(result, *fragments, path=src / "scores.npz")
+    assert not (tmp_path / "r" / "index.html").exists()
+
+
+def test_an_evaluation_without_comparison_scores_reports_without_them(dirs, tmp_path):
+    """A classification evaluation (no EER: `seed`) has no scores.npz, and needs none."""
+    src = tmp_path / "eval"
+    shutil.copytree(dirs[0], src, ignore=shutil.ignore_patterns("report", "scores.npz"))
+    metrics = json.loads((src / "metrics.json").read_text())
+    (src / "metrics.json").write_text(json.dumps({"protocol": "seed", "accuracy": 0.9}))
+    assert "eer" in metrics
+    report = make_report(src, tmp_path / "r")
+    assert report.pictures == []

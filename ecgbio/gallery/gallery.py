@@ -63,7 +63,6 @@ from ecgbio.gallery.store import (
     GalleryStore,
     PersonRow,
     TemplateRow,
-    as_text,
     canonical_beat_config,
     now,
     sql_errors,
@@ -78,6 +77,7 @@ from ecgbio.gallery.thresholds import (
     read_table,
     resolve,
 )
+from ecgbio.io import as_text
 
 if TYPE_CHECKING:
     from ecgbio.embed import Embedder, RecordEmbedding

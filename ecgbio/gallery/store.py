@@ -116,25 +116,6 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def as_text(name: str) -> str:
-    """``name`` as valid UTF-8 text, for storing in SQLite and printing.
-
-    Why: a file name that is not UTF-8 (``g\\xff.csv``) reaches Python as a string holding lone
-    surrogates (PEP 383), which SQLite's text columns and a strict stdout refuse with a
-    ``UnicodeEncodeError``. Its undecodable bytes are written as ``\\xff`` escapes instead, so the
-    record is named recognisably and the gallery stays valid UTF-8.
-    """
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        pass
-    try:
-        return os.fsencode(name).decode("utf-8", "backslashreplace")
-    except UnicodeError:  # a surrogate not from a file name (made in Python): escaped as such
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 @dataclass(frozen=True)
 class PersonRow:
     """One enrolled person as listed by ``gallery list``."""

@@ -4,7 +4,8 @@ What a source gives:
 
 * an evaluation directory (``ecgbio evaluate --out EVAL_DIR``): ``metrics.json`` and
   ``scores.npz``: the table, ROC, DET, score histograms, CMC (each with the other-day probes
-  when present) and rank-1 / EER against enrolment beats;
+  when present) and rank-1 / EER against enrolment beats (a gallery-probe evaluation without a
+  readable ``scores.npz`` is refused, naming the file: its main figures would be missing);
 * a run directory (``ecgbio train --out RUN_DIR``): ``config.json``, ``history.csv`` and
   ``metrics.json`` (its ``test`` block): training curves, the table and the enrolment-beats
   figure. A run keeps no comparison scores, and the report does not re-run the model to get
@@ -23,6 +24,8 @@ data), so its files are private (0600), the page included, and so is its folder 
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import pandas as pd
 
 from ecgbio.errors import ConfigError, option
 from ecgbio.io import atomic_open, atomic_write_text, private_dir
+from ecgbio.metrics._validation import finite_array
 from ecgbio.report import figures as fig
 from ecgbio.report.page import Picture, render_page
 
@@ -132,7 +136,7 @@ def _draw(
     if not isinstance(headline, dict):
         raise TypeError("the headline figures are not an object")
     pictures = [
-        *_score_pictures(src / SCORES),
+        *_score_pictures(src / SCORES, needed=not is_run and "eer" in headline),
         *_training_pictures(src / HISTORY),
         *_enrol_pictures(headline),
     ]
@@ -201,20 +205,59 @@ def _facts(
 Drawn = tuple[str, Any, str, str]  # file name, Figure, title, caption
 
 
+#: the arrays of ``scores.npz`` the figures draw (``other_day_`` ones: all or none)
+SCORE_ARRAYS = ("genuine", "impostor", "cmc")
+
+
 def _load_scores(path: Path) -> dict[str, np.ndarray]:
+    """``scores.npz``'s arrays, each checked (non-empty finite 1-D numbers, a finite threshold):
+    a damaged or hand-made file is refused in one line naming it, not drawn as a blank figure."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy: one array, no keys
+            raise ValueError("a single array, not an .npz archive")
+        with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"unreadable scores file ({exc})", path) from None
-    missing = {"genuine", "impostor", "cmc", "eer_threshold"} - set(arrays)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"unreadable scores file ({detail}); re-run ecgbio evaluate", path
+        ) from None
+    missing = {*SCORE_ARRAYS, "eer_threshold"} - set(arrays)
     if missing:
         raise ConfigError(f"scores file lacks {', '.join(sorted(missing))}", path)
+    other_day = [f"other_day_{k}" for k in SCORE_ARRAYS]
+    if any(k in arrays for k in other_day) and not all(k in arrays for k in other_day):
+        lacking = ", ".join(k for k in other_day if k not in arrays)
+        raise ConfigError(f"scores file has other-day scores but lacks {lacking}", path)
+    try:
+        for key in [*SCORE_ARRAYS, *(k for k in other_day if k in arrays)]:
+            arrays[key] = finite_array(arrays[key], f"{key} scores", 1)
+        threshold = finite_array(
+            arrays["eer_threshold"], "eer_threshold", arrays["eer_threshold"].ndim
+        )
+        if threshold.size != 1:
+            raise ConfigError(f"eer_threshold must be one number, got shape {threshold.shape}")
+    except ConfigError as exc:
+        raise ConfigError(f"bad scores file: {exc}; re-run ecgbio evaluate", path) from None
+    arrays["eer_threshold"] = threshold.reshape(())
     return arrays
 
 
-def _score_pictures(path: Path) -> list[Drawn]:
+def _score_pictures(path: Path, needed: bool) -> list[Drawn]:
+    """ROC, DET, histograms and CMC from ``scores.npz``; none without it, unless ``needed`` (an
+    evaluation of gallery-probe figures: `ecgbio evaluate` always writes it beside them, so a
+    missing one is a damaged folder, and a report without its main figures is refused rather
+    than passed off as complete). A classification evaluation and a run have no scores."""
+    if path.exists() and not path.is_file():
+        raise ConfigError("scores file is not a file; re-run ecgbio evaluate", path)
     if not path.is_file():
+        if needed:
+            raise ConfigError(
+                "missing: the ROC, DET, score histogram and CMC of this evaluation are drawn "
+                "from it; re-run ecgbio evaluate --out",
+                path,
+            )
         return []
     a = _load_scores(path)
     pairs = {"all probes": (a["genuine"], a["impostor"])}

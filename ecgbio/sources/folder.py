@@ -14,13 +14,15 @@ table (a header row, then numbers): metadata tables (a persons CSV, PTB-XL's
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from ecgbio.errors import EcgbioError
+from ecgbio.errors import EcgbioError, shorten
+from ecgbio.io import as_text
 from ecgbio.records import OTHER_FORMATS, record_file_format, session_date
 from ecgbio.sources import RecordSpec
 
@@ -74,7 +76,7 @@ def folder_records(
     mapping = _read_persons_csv(Path(persons_csv)) if persons_csv else None
     rows = []
     for path in paths:
-        rel = path.relative_to(root).as_posix()
+        rel = as_text(path.relative_to(root).as_posix())  # a non-UTF-8 name: \xff escapes
         kind = record_file_format(path)
         if mapping is not None:
             key = rel if rel in mapping.index or kind == "wfdb" else rel[: -len(path.suffix)]
@@ -82,7 +84,7 @@ def folder_records(
                 continue
             person, session = str(mapping.at[key, "person"]), str(mapping.at[key, "session"])
         else:
-            parent = path.parent.relative_to(root).as_posix()
+            parent = as_text(path.parent.relative_to(root).as_posix())
             person, session = (rel if parent == "." else parent), ""
         session = _file_session(path, kind) or session
         rows.append({"path": path, "person": person, "record": rel, "session": session})
@@ -128,16 +130,75 @@ def _file_session(path: Path, kind: str) -> str:
 
 
 def _read_persons_csv(path: Path) -> pd.DataFrame:
+    """The persons CSV as a table indexed by record id (``person``, ``session``).
+
+    Refused in one line naming the file when it is not UTF-8 text, lacks a column, leaves a
+    record or a person empty, or gives one record two different persons or sessions: an empty
+    person would pool records of unknown people into one identity, and a silently dropped row
+    would put a record under whichever person came first. Rows repeated word for word are fine.
+    """
     if not path.is_file():
         raise EcgbioError("persons CSV not found", path)
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EcgbioError(f"cannot read the persons CSV ({exc.strerror or exc})", path) from None
+    try:
+        text = data.decode("utf-8-sig")  # (a byte-order mark, as spreadsheets write, is fine)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EcgbioError(
+            f"persons CSV is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+            "save it as UTF-8",
+            path,
+        ) from None
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise EcgbioError(
+            "persons CSV is empty: it needs a header (record,person[,session]) and rows", path
+        ) from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EcgbioError(f"unreadable persons CSV ({first})", path) from None
     missing = {"record", "person"} - set(table.columns)
     if missing:
         raise EcgbioError(f"persons CSV lacks column(s) {', '.join(sorted(missing))}", path)
     if "session" not in table.columns:
         table["session"] = ""
     table["record"] = table["record"].str.replace(r"\.hea$", "", regex=True)
+    _check_persons_rows(table[["record", "person", "session"]], path)
     return table.drop_duplicates("record").set_index("record")
+
+
+def _check_persons_rows(table: pd.DataFrame, path: Path) -> None:
+    """Refuse an empty record or person cell and a record given two persons or sessions, naming
+    the data row (1 = the first row under the header) and the record."""
+    for column in ("record", "person"):
+        empty = table.index[table[column].str.strip() == ""]
+        if len(empty):
+            row = int(empty[0])
+            record = table.at[row, "record"]
+            which = f" (record {shorten(record, 80)})" if record.strip() else ""
+            raise EcgbioError(
+                f"data row {row + 1} of the persons CSV{which} has an empty {column}; "
+                f"every row needs a record and its person ({len(empty)} such row(s))",
+                path,
+            )
+    distinct = table.drop_duplicates()
+    clashes = distinct["record"][distinct["record"].duplicated()]
+    if len(clashes):
+        record = clashes.iloc[0]
+        rows = table.index[table["record"] == record]
+        given = table.loc[rows]
+        what = "persons" if given["person"].nunique() > 1 else "sessions"
+        values = given["person" if what == "persons" else "session"].drop_duplicates()
+        raise EcgbioError(
+            f"persons CSV gives record {shorten(record, 80)} {len(values)} different {what} "
+            f"({', '.join(shorten(v, 40) for v in values.head(3))}) in data rows "
+            f"{', '.join(str(int(r) + 1) for r in rows[:5])}; give each record one",
+            path,
+        )
 
 
 def _segment_headers(header: Path) -> list[Path]:
