@@ -91,6 +91,9 @@ class BeatConfig:
             object.__setattr__(self, "leads", parse_leads(self.leads))
         else:
             object.__setattr__(self, "leads", tuple(self.leads))
+        twice = sorted({s for s in self.leads if self.leads.count(s) > 1})
+        if twice:  # a lead twice would be cut and fed to the model twice, as two leads
+            raise ConfigError(f"lead {twice[0]} is named twice in leads {','.join(self.leads)}")
         if not self.leads:
             raise ConfigError("leads must name at least one lead (or 'all')")
         for field in fields(self):

@@ -429,7 +429,8 @@ def _sniff(lines: list[str]) -> str:
 def _csv_layout(path: Path, head: bytes) -> _CsvLayout:
     if b"\x00" in head:
         raise RecordError("is not a CSV text file (it holds binary data)", path)
-    if len(head) == _HEAD_BYTES and b"\n" in head:
+    full = len(head) == _HEAD_BYTES  # the file goes on past what was read
+    if full and b"\n" in head:
         head = head[: head.rindex(b"\n")]
     try:
         text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
@@ -442,6 +443,12 @@ def _csv_layout(path: Path, head: bytes) -> _CsvLayout:
             comments.append(lines[skip].lstrip().lstrip("#").strip())
         skip += 1
     if skip >= len(lines):
+        if full:
+            raise RecordError(
+                f"CSV's first {_HEAD_BYTES // 1024} KiB hold only comments and blank lines: the "
+                "header row must come sooner",
+                path,
+            )
         raise RecordError("CSV file is empty (no header row, no samples)", path)
     data = [ln for ln in lines[skip + 1 : skip + 21] if ln.strip()]
     sep = _sniff([lines[skip], *data])
@@ -461,6 +468,12 @@ def _csv_layout(path: Path, head: bytes) -> _CsvLayout:
             path,
         )
     if not data:
+        if full:
+            raise RecordError(
+                f"CSV's header row or first sample row is longer than {_HEAD_BYTES // 1024} KiB: "
+                "more columns than any ECG has, or no line breaks",
+                path,
+            )
         raise RecordError("CSV holds a header row but no samples", path)
     return _CsvLayout(encoding, comments, skip, sep, decimal, columns, first)
 

@@ -359,3 +359,25 @@ def test_cli_enroll_from_csv_and_identify_from_edf(tmp_path):
     assert json.loads(found.stdout)["decision"] == "alice"
     claim = run("verify", "--gallery", gallery, "--claim", "alice", csv, "--fs", "500", "--json")
     assert claim.exit_code == 0 and json.loads(claim.stdout)["decision"] == "accept", claim.output
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("comments", "# note\n" * 12_000 + "I\n1\n", "hold only comments and blank lines"),
+        (
+            "wide",
+            ",".join(f"L{i}" for i in range(20_000)) + "\n" + "1," * 19_999 + "1\n",
+            "longer than",
+        ),
+        ("empty", "", "CSV file is empty"),
+        ("header only", "I,II\n", "header row but no samples"),
+    ],
+)
+def test_csv_that_hides_its_header_or_samples_past_what_is_sniffed(tmp_path, name, text, problem):
+    """The layout is read from the first 64 KiB: a file whose header or first sample row lies
+    beyond says so, rather than calling itself empty."""
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    with pytest.raises(RecordError, match=problem):
+        read_record(path, fs=500)

@@ -145,6 +145,13 @@ def test_beat_config_refuses_numbers_no_window_can_use(field, value, problem):
         BeatConfig(**{field: value})
 
 
+def test_beat_config_refuses_a_lead_named_twice():
+    """It would be cut twice and fed to the model as two leads."""
+    for leads in ("I,I", ("II", "I", "II")):
+        with pytest.raises(ConfigError, match="is named twice"):
+            BeatConfig(leads=leads)
+
+
 def test_beat_config_keeps_every_sane_window():
     widest = BeatConfig(before_s=MAX_WINDOW_SIDE_S, after_s=MAX_WINDOW_SIDE_S, min_quality=-1)
     assert widest.window_samples == 2 * round(MAX_WINDOW_SIDE_S * widest.rate)
@@ -158,6 +165,7 @@ def test_beat_config_keeps_every_sane_window():
         ("--after", "inf", "after_s must be a finite number"),
         ("--before", "1e300", "before_s must be between 0 and"),
         ("--min-quality", "nan", "min_quality must be a finite number"),
+        ("--leads", "I,I", "lead I is named twice"),
     ],
 )
 def test_beats_and_prepare_refuse_them_in_one_line(tmp_path, option, value, problem):
