@@ -179,14 +179,11 @@ def evaluate_pairs(
     cohort keeps its own person's records (all but itself), as a deployed gallery's must: it
     cannot leave out a person it has not recognised yet (see :func:`gallery_cohort_norm`)."""
     rows = np.concatenate([mset.gallery, mset.probe])
-    records = store.index["record"].to_numpy()[rows]
     if embeddings is not None:
         emb = np.concatenate([embeddings["gallery"], embeddings["probe"]])
     else:
         emb = embed_rows(_encoder(model), store, rows, batch_size)
-    ids, templates = record_templates(emb, records)
-    rank = record_order(store)
-    person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
+    templates, persons, order, ids = record_pair_inputs(store, rows, emb)
     normalise = None
     if norm != "none" and cohort is not None:
         top_k = int(np.clip(round(AS_TOP_FRACTION * len(cohort)), 2, AS_TOP_K_MAX))
@@ -202,14 +199,21 @@ def evaluate_pairs(
                 scores, scores, persons, persons, norm, probes_are_gallery=blind_probes
             )
 
-    ps = pair_scores(
-        templates,
-        np.array([person_of[r] for r in ids]),
-        np.array([rank[r] for r in ids]),
-        np.asarray(ids),
-        normalise,
-    )
+    ps = pair_scores(templates, persons, order, ids, normalise)
     return pair_figures(ps, ci_boot), ps
+
+
+def record_pair_inputs(
+    store: BeatStore, rows: np.ndarray, embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`~ecgbio.metrics.pairs.pair_scores` takes, from the beat ``embeddings`` of the
+    store's ``rows``: one template per record, and each record's person, rank among its
+    person's records (0 = earliest) and id."""
+    ids, templates = record_templates(embeddings, store.index["record"].to_numpy()[rows])
+    rank = record_order(store)
+    person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
+    persons = np.array([person_of[r] for r in ids])
+    return templates, persons, np.array([rank[r] for r in ids]), np.asarray(ids)
 
 
 # --- score normalisation -------------------------------------------------------------------------

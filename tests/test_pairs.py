@@ -177,7 +177,7 @@ def test_pair_scores_normalise_maps_the_whole_matrix_before_trials_are_read():
 def test_evaluate_pairs_with_an_outside_cohort_normalises_by_it(tmp_path):
     """``cohort`` replaces the other persons as cohort: each score is S-normalised by the two
     templates' own statistics against that fixed set, as :class:`ScoreNormalizer` computes them."""
-    from ecgbio.evaluate import evaluate_match, evaluate_pairs
+    from ecgbio.evaluate import evaluate_match, evaluate_pairs, record_pair_inputs
     from ecgbio.metrics.norm import ScoreNormalizer
     from ecgbio.protocols import general_split
     from ecgbio.runs import load_run
@@ -202,19 +202,7 @@ def test_evaluate_pairs_with_an_outside_cohort_normalises_by_it(tmp_path):
 
     rows = np.concatenate([vset.gallery, vset.probe])
     emb = np.concatenate([embedded["gallery"], embedded["probe"]])
-    from ecgbio.embed import record_templates
-    from ecgbio.protocols import record_order
-
-    ids, templates = record_templates(emb, store.index["record"].to_numpy()[rows])
-    person_of = dict(zip(store.index["record"], store.index["person"], strict=True))
-    rank = record_order(store)
-    expected = pair_scores(
-        templates,
-        np.array([person_of[r] for r in ids]),
-        np.array([rank[r] for r in ids]),
-        np.asarray(ids),
-        by_outside,
-    )
+    expected = pair_scores(*record_pair_inputs(store, rows, emb), by_outside)
     assert np.allclose(normed.genuine, expected.genuine)
     assert np.allclose(normed.impostor, expected.impostor)
     assert normed.genuine.size == plain.genuine.size
