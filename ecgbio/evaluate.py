@@ -172,12 +172,11 @@ def evaluate_pairs(
     :mod:`ecgbio.metrics.pairs`): figures (with 95 % intervals over persons when ``ci_boot``) and
     the scores behind them, for comparing two models on the same trials. ``embeddings``: what
     :func:`evaluate_match` embedded of the same set (``embeddings_out``), reused. ``norm``: a
-    score normalisation (:func:`gallery_cohort_norm`) with every record of the other persons as
-    each side's cohort, or, with ``cohort`` (unit templates of persons outside the set, such as
+    score normalisation (:func:`pair_cohort_norm`) with the records of the other persons as each
+    side's cohort, or, with ``cohort`` (unit templates of persons outside the set, such as
     the model's training records), with that fixed cohort (:class:`ScoreNormalizer`; adaptive
-    S-norm keeps ``AS_TOP_FRACTION`` of it, at most ``AS_TOP_K_MAX``). ``blind_probes``: a probe's
-    cohort keeps its own person's records (all but itself), as a deployed gallery's must: it
-    cannot leave out a person it has not recognised yet (see :func:`gallery_cohort_norm`)."""
+    S-norm keeps ``AS_TOP_FRACTION`` of it, at most ``AS_TOP_K_MAX``). ``blind_probes``: see
+    :func:`pair_cohort_norm`."""
     rows = np.concatenate([mset.gallery, mset.probe])
     if embeddings is not None:
         emb = np.concatenate([embeddings["gallery"], embeddings["probe"]])
@@ -195,9 +194,7 @@ def evaluate_pairs(
     elif norm != "none":
 
         def normalise(scores: np.ndarray, persons: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            return gallery_cohort_norm(
-                scores, scores, persons, persons, norm, probes_are_gallery=blind_probes
-            )
+            return pair_cohort_norm(scores, persons, norm, blind_probes)
 
     ps = pair_scores(templates, persons, order, ids, normalise)
     return pair_figures(ps, ci_boot), ps
@@ -217,6 +214,89 @@ def record_pair_inputs(
 
 
 # --- score normalisation -------------------------------------------------------------------------
+def pair_cohort_norm(
+    scores: np.ndarray,
+    persons: np.ndarray,
+    name: str,
+    blind_probes: bool = False,
+    top_k: int | None = None,
+) -> np.ndarray:
+    """Normalise the square (records x records) cosine matrix of
+    :func:`~ecgbio.metrics.pairs.pair_scores` (row: the probe, column: the enrolment), each
+    side's cohort the records of other persons.
+
+    Every record is a probe of some trials and an enrolment of others, so the cohorts come from
+    the same records as the trials, and one rule keeps that from flattering the figures: an
+    enrolment's cohort (Z side) leaves out the probe of the trial at hand. A gallery fixes an
+    enrolment's statistics before any probe arrives; with the probe in the cohort, a high
+    impostor score would raise its own enrolment's mean and so push itself down, which a genuine
+    score (whose probe shares the enrolment's person, outside the cohort) never is.
+
+    A probe's cohort (T side) is every record of the other persons, or, with ``blind_probes``,
+    every record but the probe itself (its own person's included), as a deployed gallery's must
+    be: it cannot leave out a person it has not recognised yet. Formulas as in
+    :func:`gallery_cohort_norm` (``"as"``: each side's ``top_k`` highest cohort scores).
+    """
+    if name not in NORMS:
+        raise ConfigError(f"unknown score normalisation {name!r}: choose from {', '.join(NORMS)}")
+    if name == "none":
+        return scores
+    scores = np.asarray(scores, np.float64)
+    if scores.ndim != 2 or scores.shape[0] != scores.shape[1] or len(persons) != len(scores):
+        raise ConfigError("pair_cohort_norm needs the square record-by-record matrix and persons")
+    codes = np.unique(np.asarray(persons), return_inverse=True)[1]
+    same = codes[:, None] == codes[None, :]
+    cohort_size = len(codes) - int(np.bincount(codes).max())
+    if cohort_size < 3:
+        raise ConfigError(
+            f"{name!r} score normalisation needs >= 3 records of other persons, got {cohort_size}"
+        )
+    if name == "as":
+        # one of an enrolment's cohort may be a trial's probe, left out: top_k + 1 must exist
+        top_k = top_k or int(np.clip(round(AS_TOP_FRACTION * cohort_size), 2, AS_TOP_K_MAX))
+        top_k = min(top_k, cohort_size - 1)
+    elif top_k is not None:
+        raise ConfigError(f"top_k applies only to adaptive S-norm ('as'), not {name!r}")
+    z = t = None
+    if name in ("z", "s", "as"):
+        mean, std = _enrolment_stats_without_probe(scores, ~same, top_k if name == "as" else None)
+        z = (scores - mean) / std
+    if name in ("t", "s", "as"):
+        keep = ~np.eye(len(scores), dtype=bool) if blind_probes else ~same
+        mean, std = _cohort_stats(scores, codes, codes, top_k if name == "as" else None, keep)
+        t = (scores - mean[:, None]) / std[:, None]
+    if z is None:
+        return t  # type: ignore[return-value]
+    return z if t is None else (z + t) / 2.0
+
+
+def _enrolment_stats_without_probe(
+    scores: np.ndarray, cohort: np.ndarray, top_k: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probes, enrolments) means and stds of each enrolment's cohort scores (column ``e``, rows
+    where ``cohort``), the probe of each cell left out: over all of them, or over the ``top_k``
+    highest, the next one standing in when the probe is among them."""
+    inside = cohort.astype(np.float64)
+    if top_k is None:
+        count = inside.sum(axis=0)[None, :] - inside
+        total = (scores * inside).sum(axis=0)[None, :] - scores * inside
+        squares = (scores**2 * inside).sum(axis=0)[None, :] - scores**2 * inside
+    else:
+        ranked = -np.sort(-np.where(cohort, scores, -np.inf), axis=0)[: top_k + 1]
+        top, after = ranked[:top_k], ranked[top_k]
+        among = cohort & (scores >= top[-1][None, :])  # the probe is one of the top_k
+        count = np.full(scores.shape, float(top_k))
+        total = top.sum(axis=0)[None, :] + np.where(among, after[None, :] - scores, 0.0)
+        squares = (top**2).sum(axis=0)[None, :] + np.where(
+            among, after[None, :] ** 2 - scores**2, 0.0
+        )
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    if np.any(std == 0.0):
+        raise ConfigError("cohort scores have zero spread for some enrolment: cannot normalise")
+    return mean, std
+
+
 def gallery_cohort_norm(
     scores: np.ndarray,
     gallery_scores: np.ndarray,
@@ -224,7 +304,6 @@ def gallery_cohort_norm(
     probe_persons: np.ndarray,
     name: str,
     top_k: int | None = None,
-    probes_are_gallery: bool = False,
 ) -> np.ndarray:
     """Normalise (probes x gallery) cosine scores with the gallery's other persons as cohort.
 
@@ -248,9 +327,6 @@ def gallery_cohort_norm(
     any gallery-as-cohort scheme), and leaving the probe's own person out uses its label, which
     an evaluation knows and a deployed gallery does not (there, the probe's mate would stay in
     its cohort); the figures are those of a cohort without the probe's person.
-    ``probes_are_gallery`` measures the deployed form instead: the probes are the gallery's own
-    templates (``scores`` is the square template-by-template matrix) and a probe's cohort is
-    every template but itself, its own person's other templates included.
 
     ``"s"`` averages the Z and T scores; ``"as"`` (adaptive S-norm) takes each side's statistics
     over its ``top_k`` highest cohort scores (default: ``AS_TOP_FRACTION`` of the cohort, 2 to
@@ -290,12 +366,7 @@ def gallery_cohort_norm(
         mean, std = _cohort_stats(gallery_scores, g_codes, g_codes, top_k)
         z = (scores - mean[None, :]) / std[None, :]
     if name in ("t", "s", "as"):
-        keep = None
-        if probes_are_gallery:
-            if scores.shape[0] != scores.shape[1]:
-                raise ConfigError("probes_are_gallery needs the square template-by-template scores")
-            keep = ~np.eye(len(scores), dtype=bool)
-        mean, std = _cohort_stats(scores, p_codes, g_codes, top_k, keep)
+        mean, std = _cohort_stats(scores, p_codes, g_codes, top_k)
         t = (scores - mean[:, None]) / std[:, None]
     if z is None:
         return t  # type: ignore[return-value]

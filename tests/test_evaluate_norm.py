@@ -106,3 +106,39 @@ def test_evaluate_cli_norm_and_figures_line(unseen_run, tmp_path):
     assert bad.output.strip().splitlines() == [
         "error: unknown score normalisation 'q': choose from none, z, t, s, as"
     ]
+
+
+def _brute_pair_norm(scores, persons, name, blind, top_k):
+    """Each cell's statistics gathered one by one: the enrolment's cohort without the probe."""
+    n = len(scores)
+    out = np.zeros_like(scores)
+    for p in range(n):
+        for e in range(n):
+            z_side = [scores[r, e] for r in range(n) if persons[r] != persons[e] and r != p]
+            t_side = [
+                scores[p, c] for c in range(n) if (c != p if blind else persons[c] != persons[p])
+            ]
+            parts = []
+            for side in (z_side, t_side):
+                values = np.sort(side)[::-1][:top_k] if name == "as" else np.asarray(side)
+                parts.append((scores[p, e] - values.mean()) / values.std())
+            out[p, e] = sum(parts) / 2
+    return out
+
+
+@pytest.mark.parametrize(("name", "blind"), [("s", False), ("as", False), ("as", True)])
+def test_pair_cohort_norm_leaves_each_trial_s_probe_out_of_its_enrolment_s_cohort(name, blind):
+    """A high impostor score must not raise its own enrolment's cohort statistics (and so push
+    itself down): the vectorised statistics equal cell-by-cell ones without the probe."""
+    from ecgbio.evaluate import pair_cohort_norm
+
+    rng = np.random.default_rng(3)
+    t = rng.standard_normal((14, 6))
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    scores = t @ t.T
+    persons = np.repeat(np.array(["a", "b", "c", "d", "e", "f", "g"]), 2)
+    got = pair_cohort_norm(
+        scores, persons, name, blind_probes=blind, top_k=4 if name == "as" else None
+    )
+    want = _brute_pair_norm(scores, persons, name, blind, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
