@@ -6,7 +6,8 @@ most. Splitting every (earlier, later) record pair by the days between the two r
 much of what the model misses is the passing of time (health, treatment, electrode placement,
 age) and how much is already missed within a day. Each later record is probed against every
 person's earliest record (:func:`ecgbio.metrics.pairs.pair_scores`); a bin's EER sets its genuine
-scores against every impostor score. Days come from the store's ``session`` column (the
+scores against every impostor score, and its rank-1 carries a Wilson interval (the bins are
+small). Days come from the store's ``session`` column (the
 recording date); records without one (MIT-BIH) form their own bin.
 
     python -m experiments.pairs_by_gap [--model default] [--store experiments/work/...]
@@ -68,6 +69,15 @@ def _earlier_records(store: BeatStore, persons: np.ndarray) -> set[str]:
     return set(index.loc[index["person"].astype(str).isin(set(persons)), "record"])
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson score interval of a proportion: a bin of ten pairs says little, and this
+    says how little (it treats pairs as independent, which pairs of one person are not)."""
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(centre - half), float(centre + half)]
+
+
 def gap_figures(hit: np.ndarray, genuine: np.ndarray, impostor: np.ndarray, gaps: np.ndarray):
     """Rank-1 and EER of each gap bin (and of the undated probes)."""
     rows: list[dict[str, Any]] = []
@@ -76,11 +86,13 @@ def gap_figures(hit: np.ndarray, genuine: np.ndarray, impostor: np.ndarray, gaps
     for label, mask in masks:
         if not mask.any():
             continue
+        hits, n = int(hit[mask].sum()), int(mask.sum())
         rows.append(
             {
                 "gap": label,
-                "probes": int(mask.sum()),
-                "rank1": float(hit[mask].mean()),
+                "pairs": n,
+                "rank1": hits / n,
+                "rank1_ci": wilson_interval(hits, n),
                 "eer": float(eer(genuine[mask], impostor).eer),
             }
         )
@@ -106,9 +118,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gaps = pair_gaps(store, ps.hit_person, ps.hit_record)
     rows = gap_figures(ps.hit, ps.genuine, ps.impostor, gaps)
     for row in rows:
+        low, high = row["rank1_ci"]
         print(
-            f"{row['gap']:>12}: {row['probes']:4d} probes, rank-1 {row['rank1']:.3f}, "
-            f"EER {row['eer']:.3f}"
+            f"{row['gap']:>12}: {row['pairs']:4d} pairs, rank-1 {row['rank1']:.3f} "
+            f"({low:.2f}-{high:.2f}), EER {row['eer']:.3f}"
         )
     payload = {"model_sha256": run.fingerprint, "all_pairs": overall, "by_gap": rows}
     write_results(

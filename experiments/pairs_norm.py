@@ -13,11 +13,13 @@ the shipped model's raw cosine on the same pairs (:func:`ecgbio.metrics.pairs.pa
 ``--cohort training`` takes each model's training records instead (one template per record of
 the store's training persons, the cohort a gallery could carry with the model), to see whether a
 fixed cohort shipped with the model does what the validation persons' own records did: results
-in ``pairs-norm-training-cohort.json``. ``--fusion`` adds every model together (the mean of
-their cosine scores, as one embedding: what an ensemble of them would ship). ``as-deployed`` is
+in ``pairs-norm-training-cohort.json``. ``--fusion`` adds every model together (each model's
+unit beat embedding side by side, scaled to unit length: what an ensemble of them would ship;
+a record's template then joins the models' mean beat embeddings). ``as-deployed`` is
 adaptive S-norm as a gallery could compute it: each enrolment's cohort leaves its own person out
 (known at enrolment), each probe's keeps everyone but the probe record itself (a gallery cannot
-leave out a person it has not recognised yet).
+leave out a person it has not recognised yet). In every norm an enrolment's cohort leaves out the
+probe of the trial at hand (:func:`ecgbio.evaluate.pair_cohort_norm`).
 
 Rule, written before the measurement: a model and normalisation that beats the shipped model's
 plain cosine on the selection score (rank-1 - EER) with a 95 % interval above 0, and is worse on
@@ -51,8 +53,9 @@ RUNS = ("run-default-cinc-cpu", "run-default-triplet-wide", "run-default-triplet
 
 
 def fused(parts: list[np.ndarray]) -> np.ndarray:
-    """Score-level fusion as one embedding: the models' unit embeddings side by side, scaled so the
-    row stays a unit vector (its cosine with another is the mean of the models' cosines)."""
+    """The models' unit beat embeddings side by side, scaled so the row stays a unit vector: two
+    beats' cosine is the mean of the models' cosines (a record's template, the renormalised mean
+    of its beats, weighs each model by the length of its mean beat embedding)."""
     return np.concatenate(parts, axis=1) / np.sqrt(len(parts))
 
 
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--fusion",
         action="store_true",
-        help="also score the models together (the mean of their cosines, as one embedding)",
+        help="also score the models together (their unit beat embeddings side by side)",
     )
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -384,7 +384,7 @@ def default_levers_table() -> str:
                 continue  # the baseline itself, or a plain-cosine row pairs-norm already has
             p = row["pairs"]
             what = (
-                f"`{' + '.join(row['fused'])}` fused (mean cosine)"
+                f"`{' + '.join(row['fused'])}` joined (unit beat embeddings side by side)"
                 if row.get("fused")
                 else f"`{row['model']}`"
             )
@@ -401,7 +401,8 @@ def default_levers_table() -> str:
     gap = _load("pairs-by-gap")
     if gap:
         bins = "; ".join(
-            f"{b['gap']} {b['rank1']:.2f} / {100 * b['eer']:.1f} % ({b['probes']} pairs)"
+            f"{b['gap']} {b['rank1']:.2f} ({b['rank1_ci'][0]:.2f}-{b['rank1_ci'][1]:.2f}) / "
+            f"{100 * b['eer']:.1f} % ({b['pairs']} pairs)"
             for b in gap["by_gap"]
             if b["gap"] != "no date"
         )
