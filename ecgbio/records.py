@@ -506,8 +506,11 @@ def read_record(
     wanted = None
     if not multi_segment:
         wanted = select_leads(names, leads, header)
-        check_header_fields(text, head, wanted, header)
-        wanted = voltage_leads(names, list(head.units or []), wanted, everything, header)
+        units = list(head.units or [])
+        # "all" reads only the leads in volts: a blood pressure's gain is none of its business
+        read = [i for i in wanted if not everything or unit_to_mv(_unit_of(units, i)) is not None]
+        check_header_fields(text, head, read, header)
+        wanted = voltage_leads(names, units, wanted, everything, header)
     # wfdb reads each channel once; a lead asked twice (a stand-in for two leads) is copied after
     channels = None if wanted is None else list(dict.fromkeys(wanted))
     if not multi_segment and not names:
@@ -737,6 +740,11 @@ def unit_to_mv(unit: str | None) -> float | None:
     return _UNIT_TO_MV.get(str(unit or "").strip().lower() or "mv")
 
 
+def _unit_of(units: list[str | None], i: int) -> str:
+    """Lead ``i``'s unit as the header gives it ("" when it gives none: WFDB's mV)."""
+    return str(units[i] or "") if i < len(units) else ""
+
+
 def voltage_leads(
     names: tuple[str, ...],
     units: list[str | None],
@@ -751,7 +759,7 @@ def voltage_leads(
     whose unit is not a voltage is refused."""
 
     def unit(i: int) -> str:
-        return str(units[i] or "") if i < len(units) else ""
+        return _unit_of(units, i)
 
     if everything:
         kept = [i for i in wanted if unit_to_mv(unit(i)) is not None]

@@ -45,8 +45,9 @@ BEAT_COLUMNS = ["person", "record", "session", "beat", "peak", "quality"]
 #: the records table's columns that ecgbio reads (``prepare`` writes more)
 RECORD_COLUMNS = ["person", "record", "session", "path", "status"]
 _STR_COLUMNS = {"person": str, "record": str, "session": str}
-#: beats checked for NaN at a time by :meth:`BeatStore.check_finite` (bounded memory)
-_FINITE_CHUNK = 65_536
+#: bytes of beats checked for NaN at a time by :meth:`BeatStore.check_finite` (bounded memory,
+#: whatever the number of leads and samples a beat has)
+_FINITE_CHUNK_BYTES = 1 << 25
 
 
 @dataclass
@@ -144,8 +145,10 @@ class BeatStore:
         """
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         bad: list[np.ndarray] = []
-        for start in range(0, len(rows), _FINITE_CHUNK):
-            chunk = rows[start : start + _FINITE_CHUNK]
+        beat_bytes = max(1, int(np.prod(self.beats.shape[1:])) * self.beats.dtype.itemsize)
+        step = max(1, _FINITE_CHUNK_BYTES // beat_bytes)
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
             finite = np.isfinite(np.asarray(self.beats[chunk])).reshape(len(chunk), -1).all(1)
             bad.append(chunk[~finite])
         found = np.concatenate(bad) if bad else np.zeros(0, np.int64)

@@ -264,8 +264,16 @@ def test_a_lead_view_shares_the_beats_and_says_its_leads(cohort, tmp_path):
             b"record,person\nPerson_01/rec_1,alice\nPerson_02/rec_1,bob\nPerson_01/rec_1.hea,eve\n",
             ["record Person_01/rec_1", "2 different persons (alice, eve)", "data rows 1, 3"],
         ),
+        (
+            b"record,person\nPerson_01/rec_1,alice,x\nPerson_02/rec_1,bob,y\n",
+            ["more values than its header names", "shifted"],
+        ),
+        (
+            b"record,person\nPerson_01/rec_1,alice,\nPerson_02/rec_1,,\n",
+            ["data row 2", "(record Person_02/rec_1)", "empty person"],
+        ),
     ],
-    ids=["latin-1", "binary", "empty", "empty-person", "two-persons"],
+    ids=["latin-1", "binary", "empty", "empty-person", "two-persons", "shifted", "trailing-comma"],
 )
 def test_a_bad_persons_csv_is_one_line_naming_it(cohort, tmp_path, content, fragments):
     """Not UTF-8 (was: unexpected UnicodeDecodeError), an empty person (was: stored as person

@@ -257,3 +257,18 @@ def test_ecgid_defect_records_are_cropped():
     assert rec.signal.shape[1] == 10000 - 2048
     assert "constant run of 2048 samples at 0 (cropped)" in rec.notes[0]
     assert rec.session == "2005-04-26"
+
+
+def test_all_leads_ignores_the_gain_of_a_channel_it_leaves_out(record_factory):
+    """Under "all" a channel that is not in volts is not read, so its gain (0: uncalibrated) is
+    not checked either; asked for by name, it is refused."""
+    path = record_factory("bp", seconds=4, n_leads=2)
+    hea = Path(str(path) + ".hea")
+    lines = hea.read_text().splitlines()
+    words = lines[2].split()
+    words[2] = "0/mmHg"
+    lines[2] = " ".join(words)
+    hea.write_text("\n".join(lines) + "\n")
+    assert read_record(path, leads="all").leads == ("I",)
+    with pytest.raises(RecordError, match="ADC gain '0'"):
+        read_record(path, leads="I,II")

@@ -153,7 +153,18 @@ def _read_persons_csv(path: Path) -> pd.DataFrame:
             path,
         ) from None
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():
+            # a row with more values than the header names: its columns are shifted, never read
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                io.StringIO(text), dtype=str, keep_default_na=False, index_col=False
+            )
+    except pd.errors.ParserWarning:
+        raise EcgbioError(
+            "persons CSV has rows with more values than its header names (record,person"
+            "[,session]): its columns would be read shifted",
+            path,
+        ) from None
     except pd.errors.EmptyDataError:
         raise EcgbioError(
             "persons CSV is empty: it needs a header (record,person[,session]) and rows", path
