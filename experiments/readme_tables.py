@@ -228,6 +228,41 @@ def ecgid_enrol_records_table() -> str:
     return "\n".join(rows)
 
 
+def enrol_summary() -> str:
+    """For the README: what enrolling a person from more records buys, on ECG-ID."""
+    d = _load("ecgid-enrol-records")
+    if d is None:
+        return "_no results yet: run `python -m experiments.ecgid --mode enrol-records`_"
+    same = d["same_persons"]
+    gains = {
+        p["enrol_records"]: p for p in d["paired"] if p["template_mode"] == "mean"
+    }  # one mean template a person, as `ecgbio gallery configure --template-mode mean` keeps
+
+    def gain(n: int) -> str:
+        g = gains[n]
+        r, e = g["rank1_diff_ci"], g["eer_diff_ci"]
+        return (
+            f"rank-1 {g['rank1_diff']:+.3f} ({r[0]:+.3f} to {r[1]:+.3f}), EER "
+            f"{100 * g['eer_diff']:+.1f} points ({100 * e[0]:+.1f} to {100 * e[1]:+.1f})"
+        )
+
+    days = next(
+        r["enrolled_over_several_days"]
+        for r in d["rows"]
+        if r["setting"] == "same" and r["enrol_records"] == 3 and r["template_mode"] == "mean"
+    )
+    return (
+        "Enrolling a person from more records (`ecgbio enroll --append`) is your own lever. On "
+        f"the {same['persons']} ECG-ID persons with >= {same['min_records']} records (the same "
+        f"{same['probes']} probes for every setting, one mean template a person: `ecgbio "
+        f"gallery configure --template-mode mean`), three records instead of one give "
+        f"{gain(3)}; two give {gain(2)}. ECG-ID's second record is from the same day as the "
+        f"first, so it is not a second session; with three, {days} of the {same['persons']} "
+        f"persons are enrolled over two or more days. Command: `{d['command']}`; every setting "
+        "in [docs/results.md](docs/results.md)."
+    )
+
+
 def default_model_table() -> str:
     """The shipped model's card: what it was trained on, how it was selected, what it cost."""
     d = _load("default-model")
@@ -693,6 +728,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "protocols": protocols_table,
     "ecgid": ecgid_table,
     "ecgid-enrol-records": ecgid_enrol_records_table,
+    "enrol-summary": enrol_summary,
 }
 
 
