@@ -23,7 +23,7 @@ from ecgbio.cli_gallery import DEFAULT_MAX_MINUTES, Backend, CsvRate, MaxMinutes
 from ecgbio.cli_gallery import register as register_gallery_commands
 from ecgbio.cli_report import register as register_report_command
 from ecgbio.cli_serve import register as register_serve_command
-from ecgbio.config import DEFAULT_MODEL, BeatConfig, parse_leads
+from ecgbio.config import DEFAULT_MODEL, MAX_THREADS, BeatConfig, parse_leads
 from ecgbio.errors import EcgbioError
 
 
@@ -573,7 +573,7 @@ def evaluate_cmd(
     """Evaluate a trained model on a store under a protocol."""
     from ecgbio.evaluate import DEFAULT_NORM, evaluate_run
 
-    if threads:
+    if 0 < threads <= MAX_THREADS:  # (any other count is refused by evaluate_run)
         import torch
 
         torch.set_num_threads(threads)

@@ -269,6 +269,10 @@ class ModelConfig:
             )
         if any(w < 1 for w in self.widths) or any(b < 1 for b in self.blocks):
             raise ConfigError("widths and blocks must be positive")
+        if min(self.kernel_size, self.stem_kernel) < 1:
+            raise ConfigError(
+                f"kernel sizes must be >= 1, got {self.kernel_size} and {self.stem_kernel}"
+            )
         if self.kernel_size % 2 == 0 or self.stem_kernel % 2 == 0:
             raise ConfigError("kernel sizes must be odd (so that 'same' padding is exact)")
         if not 0 <= self.dropout < 1:
@@ -283,6 +287,15 @@ class ModelConfig:
 #: the R-peak and R-peak jitter; ``ecgbio train`` uses them unless told otherwise.
 RECIPE_STRETCH = 0.08
 RECIPE_SHIFT_S = 0.02
+#: The widest R-peak jitter ``augment_shift_s`` may ask for, in seconds: the widest tolerance
+#: R-peak detectors are scored at (150 ms, README's MIT-BIH table). A wider shift is no longer
+#: detector jitter: it slides the QRS towards the window's edge, where the beat is clamped flat.
+MAX_SHIFT_S = 0.15
+#: The most torch threads an option may ask for: more than any CPU has cores (torch itself
+#: overflows beyond 2**31 - 1 and would start each one it accepts).
+MAX_THREADS = 1024
+#: Seeds run from 0 to below this: numpy's legacy generator (the batch sampler's) takes no more.
+MAX_SEED = 2**32
 
 
 @dataclass(frozen=True)
@@ -312,7 +325,7 @@ class TrainConfig:
         augment_stretch: with ``augment``, random time stretch of each beat about its R-peak, as a
             fraction (0.08 = up to +-8 %): heart-rate changes between sessions.
         augment_shift_s: with ``augment``, random shift of each beat by up to this many seconds:
-            R-peak jitter.
+            R-peak jitter (at most :data:`MAX_SHIFT_S`).
         augment_smooth: with ``augment``, random 3-tap low-pass of strength up to this (0-0.33):
             recorders' different bandwidths.
         augment_axis_deg: with ``augment``, turn each training beat's lead axis by up to this
@@ -321,7 +334,7 @@ class TrainConfig:
             the model sees lead I only, and remembers lead I as its input (see
             :func:`ecgbio.training.augment.rotate_lead_axis`).
         patience: stop after this many epochs without a better validation score (0 = never).
-        seed: seeds every random choice (weights, batches, augmentation).
+        seed: seeds every random choice (weights, batches, augmentation); 0 to below 2**32.
         num_workers: DataLoader worker processes.
         threads: torch intra-op threads (0 = leave torch's default).
         bf16: bfloat16 autocast. Only CPUs with native bf16 (AVX512-BF16 / AMX) gain from it; on
@@ -374,17 +387,36 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        for field in fields(self):  # NaN passes every comparison below; refuse it by name first
+            value = getattr(self, field.name)
+            if isinstance(field.default, float) and not math.isfinite(value):
+                raise ConfigError(f"{field.name} must be a finite number, got {value}")
         if self.metric_loss not in METRIC_LOSSES:
             raise ConfigError(
                 f"metric_loss must be one of {METRIC_LOSSES}, got {self.metric_loss!r}"
             )
-        if self.batch_size < 2 or self.m_per_class < 1 or self.batch_size % self.m_per_class:
+        if self.m_per_class < 1:
+            raise ConfigError(f"m_per_class must be >= 1, got {self.m_per_class}")
+        if self.batch_size < 2:  # batch normalisation needs two beats to train
+            raise ConfigError(f"batch_size must be >= 2, got {self.batch_size}")
+        if self.batch_size % self.m_per_class:
             raise ConfigError(
                 f"batch_size ({self.batch_size}) must be a multiple of m_per_class "
                 f"({self.m_per_class})"
             )
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        for name in ("warmup_epochs", "patience", "num_workers", "threads", "max_beats_per_record"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.threads > MAX_THREADS:
+            raise ConfigError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
+        if not 0 <= self.seed < MAX_SEED:  # numpy's legacy generator takes no more
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.lr <= 0:  # (0 would train nothing and say nothing)
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if (
             self.softmax_weight < 0
             or self.metric_weight < 0
@@ -393,17 +425,29 @@ class TrainConfig:
             )
         ):
             raise ConfigError(
-                "at least one of the softmax and metric losses needs a positive weight"
+                "at least one of the softmax and metric losses needs a positive weight "
+                f"(and neither a negative one), got softmax_weight {self.softmax_weight}, "
+                f"metric_weight {self.metric_weight}"
             )
-        if (
-            not 0 <= self.augment_stretch < 0.5
-            or self.augment_shift_s < 0
-            or not 0 <= self.augment_smooth <= 1 / 3
-        ):
+        if not 0 <= self.arcface_margin < 90:  # cos(angle + margin) must still fall with angle
             raise ConfigError(
-                f"augment_stretch must be in [0, 0.5), augment_shift_s >= 0 and augment_smooth "
-                f"in [0, 1/3], got {self.augment_stretch}, {self.augment_shift_s}, "
-                f"{self.augment_smooth}"
+                f"arcface_margin must be in [0, 90) degrees, got {self.arcface_margin}"
+            )
+        if self.arcface_scale <= 0:
+            raise ConfigError(f"arcface_scale must be > 0, got {self.arcface_scale}")
+        if not 0 <= self.triplet_margin <= 2:  # cosine distances lie in [0, 2]
+            raise ConfigError(f"triplet_margin must be in [0, 2], got {self.triplet_margin}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.augment_shift_s <= MAX_SHIFT_S:
+            raise ConfigError(
+                f"augment_shift_s is the R-peak jitter in seconds and must be in "
+                f"[0, {MAX_SHIFT_S:g}], got {self.augment_shift_s}"
+            )
+        if not 0 <= self.augment_stretch < 0.5 or not 0 <= self.augment_smooth <= 1 / 3:
+            raise ConfigError(
+                f"augment_stretch must be in [0, 0.5) and augment_smooth in [0, 1/3], got "
+                f"{self.augment_stretch}, {self.augment_smooth}"
             )
         if not 0 <= self.augment_gain < 1 or not 0 <= self.augment_noise <= 1:
             raise ConfigError(

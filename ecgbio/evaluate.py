@@ -19,6 +19,7 @@ so that ``ecgbio report`` can draw ROC, DET, histograms and CMC without the mode
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from ecgbio.backends import EmbeddingBackend
-from ecgbio.config import save_json
+from ecgbio.config import MAX_THREADS, save_json
 from ecgbio.embed import embed_rows, module_device, record_templates
 from ecgbio.errors import ConfigError
 from ecgbio.metrics._validation import encode_ids
@@ -633,6 +634,15 @@ def evaluate_run(
 
     if norm not in NORMS:
         raise ConfigError(f"unknown score normalisation {norm!r}: choose from {', '.join(NORMS)}")
+    # (a negative count would enrol from no beat, and report chance figures as results)
+    for name, value, zero in (
+        ("--enrol-beats", enrol_beats, "every beat"),
+        ("--threads", threads, "the default"),
+    ):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0 (0: {zero}), got {value}")
+    if threads > MAX_THREADS:
+        raise ConfigError(f"--threads must be at most {MAX_THREADS}, got {threads}")
     if out is not None:
         _check_out(Path(out), overwrite)
     run, parsed, weights = read_run(run_dir)

@@ -67,13 +67,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _cli_args(store: Path, out: Path, batch_size: int) -> list[str]:
+def _cli_args(store: Path, out: Path, batch_size: int, extra: tuple[str, ...] = ()) -> list[str]:
     args = ["train", "--store", str(store), "--out", str(out), "--protocol", "cross-session"]
     args += ["--epochs", str(EPOCHS), *MODEL_ARGS, "--batch-size", str(batch_size)]
-    return [*args, "--threads", "1", "-q"]
+    return [*args, "--threads", "1", "-q", *extra]
 
 
-def _train_ddp(store: Path, work: Path, batch_size: int) -> Run:
+def _train_ddp(store: Path, work: Path, batch_size: int, extra: tuple[str, ...] = ()) -> Run:
     """``ecgbio train`` under torchrun with 2 processes (gloo), each observed by ``_spy_main``."""
     out, spy = work / "run", work / "spy"
     spy.mkdir(parents=True)
@@ -83,7 +83,7 @@ def _train_ddp(store: Path, work: Path, batch_size: int) -> Run:
     # this tree's ecgbio even where the venv's editable install points at another checkout
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **{SPY_ENV: str(spy)})
     proc = subprocess.Popen(
-        [*launcher, str(Path(__file__).resolve()), *_cli_args(store, out, batch_size)],
+        [*launcher, str(Path(__file__).resolve()), *_cli_args(store, out, batch_size, extra)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -232,6 +232,15 @@ def test_ddp_prints_one_result(ddp_run: Run) -> None:
     """Only rank 0 reports: the other ranks neither validate nor test."""
     assert ddp_run.rc == 0, ddp_run.explain()
     assert ddp_run.stdout.count("best epoch") == 1, ddp_run.stdout
+
+
+def test_ddp_divergence_stops_every_rank(store: Path, tmp_path: Path) -> None:
+    """A loss that turns NaN stops both processes with one line each (they agree on it in a
+    collective), instead of one raising while the other waits in the next all-reduce."""
+    run = _train_ddp(store, tmp_path, batch_size=16, extra=("--lr", "1e9"))
+    assert run.rc != 0 and "killed after" not in run.stderr, run.explain()
+    assert "training diverged in epoch 1" in run.stderr, run.explain()
+    assert "unexpected" not in run.stderr and not (run.out / "model.safetensors").exists()
 
 
 # --- what each training process records, and the launcher torchrun runs -------------------------

@@ -54,6 +54,16 @@ def broadcast_flag(ctx: DistContext, flag: bool) -> bool:
     return bool(tensor.item())
 
 
+def any_flag(ctx: DistContext, flag: bool) -> bool:
+    """Whether any process raised ``flag`` (e.g. its loss diverged), agreed by every process so
+    that they all stop together instead of leaving the others waiting in a collective."""
+    if not ctx.enabled:
+        return flag
+    tensor = torch.tensor([1 if flag else 0])
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
 def shutdown(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()

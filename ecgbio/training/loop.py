@@ -57,6 +57,7 @@ from ecgbio.store import BeatStore
 from ecgbio.training.augment import augment_beats, rotate_lead_axis, smooth_beats, warp_beats
 from ecgbio.training.distributed import (
     DistContext,
+    any_flag,
     barrier,
     broadcast_flag,
     init_distributed,
@@ -68,6 +69,12 @@ Echo = Callable[[str], None]
 #: The selected model's validation scores over every (earlier, later) record pair
 #: (:class:`ecgbio.metrics.pairs.PairScores`): two runs on the same store compare on them.
 VAL_PAIRS_FILE = "val_pairs.npz"
+
+#: The checkpoint's loop state (epoch, best score, early-stop count), written last of its files.
+STATE_FILE = "state.json"
+
+#: Training beats embedded after every epoch to tell a model whose outputs overflow.
+DIVERGENCE_PROBE = 32
 
 #: The checkpoint's weight average (``TrainConfig.ema_decay``), beside ``last.safetensors``.
 EMA_FILE = "ema.safetensors"
@@ -162,14 +169,7 @@ def train(
     # Every rank checks before anyone writes, so all ranks see the same state and raise alike.
     _check_run_dir(out, resume, overwrite, model_config, train_config)
     barrier(ctx)
-    if ctx.is_main:
-        _prepare_run_dir(out, resume)
-        if not resume:
-            write_run_config(
-                out, store.config, model_config, train_config, in_leads, split.classes, extra
-            )
-    barrier(ctx)
-
+    # Everything that can refuse the options is built before anything is written, too.
     batch_size = _effective_batch(train_config, split, say)
     steps = max(1, len(split.train) // batch_size)
     optimizer = torch.optim.AdamW(
@@ -195,6 +195,17 @@ def train(
         if train_config.ema_decay
         else None
     )
+    if ctx.is_main:
+        try:
+            _prepare_run_dir(out, resume)
+            if not resume:
+                write_run_config(
+                    out, store.config, model_config, train_config, in_leads, split.classes, extra
+                )
+        except OSError as exc:  # a read-only disk, /proc, no permission: named, not a traceback
+            raise RunError(f"cannot write the run directory ({exc.strerror or exc})", out) from exc
+    barrier(ctx)
+
     judged: IdentityModel = ema.module if ema is not None else model  # type: ignore[assignment]
     state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0}
     if resume:
@@ -205,6 +216,7 @@ def train(
         net = torch.nn.parallel.DistributedDataParallel(model)
 
     fetch = _Fetcher(full_store, split, train_config, device)
+    probe = torch.from_numpy(store.waves(split.train[:DIVERGENCE_PROBE])).to(device)
     history_path = out / HISTORY_FILE
     beats_seen, train_time = 0, 0.0
     last: dict[str, Any] = {}
@@ -227,6 +239,14 @@ def train(
         )
         beats_seen += row.pop("_beats")
         train_time += time.perf_counter() - t0
+        # (checked before this epoch's weights are validated, selected or checkpointed)
+        broken = "loss" if row.pop("_diverged") else _broken(model, ema, judged, probe)
+        if any_flag(ctx, bool(broken)):
+            raise DivergedError(
+                f"training diverged in epoch {epoch + 1}: the {broken or 'loss'} "
+                f"became NaN or infinite; lower {option('--lr', 'lr')}, now {train_config.lr:g}",
+                out,
+            )
         stop = False
         if ctx.is_main:
             val = _validate(judged, store, split.val)
@@ -400,6 +420,7 @@ def _train_epoch(
         disable=not progress or not ctx.is_main,
         dynamic_ncols=True,
     )
+    diverged = False
     for idx in bar:
         x, y = fetch(np.asarray(idx), generator)
         with torch.autocast(fetch.device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -411,7 +432,12 @@ def _train_epoch(
         if ema is not None:
             ema.update_parameters(model)
         n = len(y)
-        sums["loss"] += float(out["loss"].detach()) * n
+        loss = float(out["loss"].detach())
+        if not math.isfinite(loss):
+            diverged = True
+            if not ctx.enabled:
+                break  # (under DDP every rank takes every step: each one all-reduces)
+        sums["loss"] += loss * n
         sums["softmax"] += float(out["softmax"]) * n
         sums["metric"] += float(out["metric"]) * n
         sums["correct"] += int((out["logits"].argmax(1) == y).sum())
@@ -429,7 +455,32 @@ def _train_epoch(
         "accuracy": sums["correct"] / n,
         "lr": optimizer.param_groups[0]["lr"],
         "_beats": sums["n"],
+        "_diverged": diverged,
     }
+
+
+class DivergedError(ConfigError):
+    """The loss or the weights became NaN or infinite: the options (most often the learning
+    rate) do not train this model; the run stops instead of validating NaN embeddings."""
+
+
+def _broken(
+    model: IdentityModel, ema: AveragedModel | None, judged: IdentityModel, probe: torch.Tensor
+) -> str:
+    """What of the model became NaN or infinite in an epoch: ``"weights"`` (the average's too),
+    ``"embeddings"`` (of ``probe``, a few training beats, in evaluation mode: a huge last step
+    can leave finite weights whose outputs overflow), or ``""`` when nothing did. Why: validation
+    would otherwise score NaN embeddings and fail with a metrics error that names no cause."""
+    modules = [model] if ema is None else [model, ema]
+    tensors = (t for m in modules for t in m.state_dict().values() if t.is_floating_point())
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        return "weights"
+    was_training = judged.training
+    judged.eval()
+    with torch.no_grad():
+        finite = bool(torch.isfinite(judged.embed(probe)).all())
+    judged.train(was_training)
+    return "" if finite else "embeddings"
 
 
 def _effective_batch(config: TrainConfig, split: Split, say: Echo) -> int:
@@ -502,21 +553,37 @@ def _test(model: IdentityModel, store: BeatStore, split: Split) -> dict[str, Any
 def _check_run_dir(
     out: Path, resume: bool, overwrite: bool, model_config: ModelConfig, train_config: TrainConfig
 ) -> None:
-    """Refuse to clobber a run or to resume with other options (read-only: runs on every rank)."""
+    """Refuse to clobber a run or to resume with other options (read-only: runs on every rank).
+
+    A run that failed before its first checkpoint (diverged or interrupted in epoch 1) holds no
+    weights and nothing to resume: a plain rerun starts it again without ``--overwrite``. This
+    rather than deleting the folder when a run fails: it also covers a run killed outright or cut
+    by a power loss, which no clean-up code sees, and never removes a folder the user made.
+    """
+    _check_directory_path(out)
     if resume:
         config = read_run_config(out)
-        if _as_current(ModelConfig, config.get("model")) != to_dict(model_config) or _recipe(
-            _as_current(TrainConfig, config.get("train"))
-        ) != _recipe(to_dict(train_config)):
+        if not (out / CHECKPOINT_DIR / STATE_FILE).is_file():
             raise RunError(
-                "--resume needs the same model and training options as the "
-                "interrupted run (see its config.json)",
+                "nothing to resume (no checkpoint yet): rerun without --resume to start it again",
                 out,
             )
-        if not (out / CHECKPOINT_DIR / "state.json").is_file():
-            raise RunError("nothing to resume (no checkpoint yet)", out)
+        differences = _differences(
+            ("model", _as_current(ModelConfig, config.get("model")), to_dict(model_config)),
+            (
+                "train",
+                _recipe(_as_current(TrainConfig, config.get("train"))),
+                _recipe(to_dict(train_config)),
+            ),
+        )
+        if differences:
+            raise RunError(
+                f"--resume needs the same model and training options as the interrupted run "
+                f"(see its config.json): {'; '.join(differences)}",
+                out,
+            )
         return
-    if (out / CONFIG_FILE).exists() and not overwrite:
+    if (out / CONFIG_FILE).exists() and not overwrite and not _never_checkpointed(out):
         raise RunError(
             f"a run already exists here; use {option('--resume', 'resume=True')} to continue it "
             f"or {option('--overwrite', 'overwrite=True')} to start again",
@@ -524,6 +591,43 @@ def _check_run_dir(
         )
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
         raise RunError("directory is not empty and is not an ecgbio run; choose another --out", out)
+
+
+def _check_directory_path(out: Path) -> None:
+    """``out`` must be a directory or creatable as one: a file in its place or on its way is
+    refused here, naming ``out``, rather than as an OSError once training has been set up."""
+    for place in (out, *out.parents):
+        if place.exists():
+            if not place.is_dir():
+                what = "is a file" if place == out else f"{place} is a file"
+                raise RunError(f"{what}, not a directory: choose another --out", out)
+            return
+
+
+def _never_checkpointed(out: Path) -> bool:
+    """A run directory that a failed first epoch left: its configs, no weights, no checkpoint."""
+    return not any(
+        (out / name).exists()
+        for name in (WEIGHTS_FILE, METRICS_FILE, f"{CHECKPOINT_DIR}/{STATE_FILE}")
+    )
+
+
+def _differences(*sections: tuple[str, dict[str, Any], dict[str, Any]]) -> list[str]:
+    """``field: <the run's> in the run, <now> now`` for the first few fields that differ
+    between a saved run's config sections and the options given now."""
+    out = []
+    for name, saved, now in sections:
+        if not saved:
+            out.append(f"the run's {name} options do not parse")
+            continue
+        for key in now:
+            if saved.get(key) != now[key]:
+                out.append(f"{key}: {_shown(saved.get(key))} in the run, {_shown(now[key])} now")
+    return out[:3] + ([f"and {len(out) - 3} more"] if len(out) > 3 else [])
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _as_current(cls: type, saved: Any) -> dict[str, Any]:
@@ -570,7 +674,7 @@ def _save_checkpoint(
         ckpt / "optimizer.pt",
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
     )
-    save_json(ckpt / "state.json", state)  # written last: marks the checkpoint complete
+    save_json(ckpt / STATE_FILE, state)  # written last: marks the checkpoint complete
 
 
 def _load_checkpoint(
@@ -582,7 +686,7 @@ def _load_checkpoint(
     truncate: bool = True,
 ) -> dict[str, Any]:
     ckpt = out / CHECKPOINT_DIR
-    state = json.loads((ckpt / "state.json").read_text())
+    state = _read_state(ckpt / STATE_FILE)
     load_weights(ckpt / "last.safetensors", model)
     if ema is not None:
         load_weights(ckpt / EMA_FILE, ema)
@@ -591,6 +695,36 @@ def _load_checkpoint(
     scheduler.load_state_dict(saved["scheduler"])
     if truncate:  # rank 0 only under DDP
         _truncate_history(out / HISTORY_FILE, int(state["epoch"]))
+    return state
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The loop state a checkpoint was saved with; a damaged file is a :class:`RunError` naming
+    it (as a damaged ``last.safetensors`` is), not a JSON or key error."""
+
+    def refuse(problem: str) -> RunError:
+        return RunError(
+            f"corrupt checkpoint state ({problem}); {option('--overwrite', 'overwrite=True')} "
+            "starts the run again",
+            path,
+        )
+
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise refuse(type(exc).__name__) from exc
+    if not isinstance(state, dict):
+        raise refuse("not a JSON object")
+    for key in ("epoch", "best_epoch", "bad_epochs"):
+        if (
+            isinstance(state.get(key), bool)
+            or not isinstance(state.get(key), int)
+            or state[key] < 0
+        ):
+            raise refuse(f"{key} is not a whole number >= 0")
+    best = state.get("best_score")
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
+        raise refuse("best_score is not a number")
     return state
 
 
