@@ -21,6 +21,7 @@ from ecgbio.service.settings import (
     DEFAULT_HOST,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT_S,
     TOKEN_ENV,
     ServiceSettings,
     default_workers,
@@ -76,6 +77,22 @@ def serve(
         float, typer.Option("--max-upload-mb", help="Largest request body accepted (413 beyond).")
     ] = DEFAULT_MAX_UPLOAD_MB,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            help="Seconds a request may take to arrive, plus 1 s per 500 bytes of body (408 "
+            "beyond): slow or stalled clients are cut off.",
+        ),
+    ] = DEFAULT_REQUEST_TIMEOUT_S,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            help="Connections each worker holds at once (503 beyond); 0: from the open-files "
+            "limit (ulimit -n) less 64.",
+        ),
+    ] = 0,
     ssl_certfile: Annotated[
         Path | None,
         typer.Option(
@@ -106,6 +123,8 @@ def serve(
         workers=workers if workers is not None else default_workers(),
         max_upload_bytes=upload_bytes(max_upload_mb),
         read_limit_s=read_limit_s(max_minutes),
+        request_timeout_s=request_timeout,
+        max_connections=max_connections,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         access_log=access_log,

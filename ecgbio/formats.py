@@ -48,6 +48,7 @@ from ecgbio.records import (
     OTHER_FORMATS,
     _describe,
     _duration,
+    normalize_lead_name,
     record_file_format,
     resample_poly,
     select_leads,
@@ -595,6 +596,25 @@ def _rate_from_time(t: np.ndarray, column: str, path: Path) -> float:
     return float(round(fs)) if abs(fs - round(fs)) <= 1e-4 * fs else fs
 
 
+def _refuse_repeated_leads(columns: list[str], path: Path) -> None:
+    """Refuse a CSV naming one lead in two columns (``I,I``; ``I,i``; ``I,ECG I [uV]``).
+
+    Why: leads are matched by name regardless of case, an ``ECG`` prefix or a unit, so only the
+    first such column would ever be read and the other silently ignored; which of the two holds
+    the lead is for the file's author to say.
+    """
+    seen: dict[str, str] = {}
+    for column in columns:
+        key = normalize_lead_name(_split_unit(column)[0])
+        if key in seen:
+            raise RecordError(
+                f"CSV columns {seen[key]!r} and {column!r} name the same lead: give each lead "
+                "one column",
+                path,
+            )
+        seen[key] = column
+
+
 def read_csv(
     path: str | Path,
     leads: tuple[str, ...],
@@ -621,6 +641,7 @@ def read_csv(
     time = _time_column(layout.columns)
     names = [_split_unit(c)[0] for c in layout.columns]
     candidates = [i for i in range(len(names)) if time is None or i != time[0]]
+    _refuse_repeated_leads([layout.columns[i] for i in candidates if names[i]], path)
     if tuple(w.lower() for w in leads) == (ALL_LEADS,):
         # a trailing delimiter leaves an unnamed column: not a lead
         wanted = [i for i in candidates if names[i]]

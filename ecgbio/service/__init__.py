@@ -13,6 +13,8 @@ One module per job:
   listen (refusals before anything starts);
 * :mod:`~ecgbio.service.auth`: the bearer-token check;
 * :mod:`~ecgbio.service.limits`: the request size limit (413 before the body is read);
+* :mod:`~ecgbio.service.deadlines`: slow and idle clients (408 past a request's deadline, a cap
+  on each worker's connections);
 * :mod:`~ecgbio.service.schemas`: the typed requests;
 * :mod:`~ecgbio.service.uploads`: records from a request (JSON samples, WFDB pairs, EDF/BDF/CSV
   files) staged in a private temporary folder;

@@ -35,6 +35,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from ecgbio.errors import EcgbioError
 from ecgbio.service import problems
@@ -106,9 +107,10 @@ def create_app(engine: Engine, settings: ServiceSettings) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,  # bearer tokens need no OAuth2 redirect page
     )
     problems.install(app)
+    app.state.public_text = getattr(engine, "public_text", None)  # every error line passes it
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     api = APIRouter(
-        dependencies=[Depends(BearerAuth(settings.token))],
+        dependencies=[Depends(BearerAuth(settings.token)), Depends(refuse_unknown_query)],
         route_class=problems.GuardedRoute,
         responses=_ERRORS,
     )
@@ -184,6 +186,37 @@ def create_app(engine: Engine, settings: ServiceSettings) -> FastAPI:
     app.include_router(api)
     _document(app)
     return app
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """Refuse (422) a query parameter the route does not declare, after the token check.
+
+    Why: FastAPI ignores undeclared query parameters, and the record routes read their options
+    from the body only, so ``POST /v1/identify?top_k=-1`` or ``/v1/verify?threshold=0.99``
+    would be answered with the defaults as if the client had been heard. Options go in the body
+    (a form field or a JSON field); only ``GET /v1/gallery`` takes one (``check``).
+    """
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    accepted = _query_names(route.dependant) if isinstance(route, APIRoute) else frozenset()
+    for name in request.query_params:
+        if name not in accepted:
+            where = (
+                "send the options in the request's body (a form field or a JSON field), not in "
+                "the URL"
+                if request.method == "POST"
+                else f"this route takes {', '.join(sorted(accepted)) or 'none'}"
+            )
+            raise ServiceError(422, f"query parameter {name[:40]!r} is not accepted: {where}")
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    """The query parameters a route's dependant declares, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
 
 
 def app_from_environment() -> FastAPI:

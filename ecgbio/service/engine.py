@@ -15,6 +15,11 @@ its index for a new generation), so an ``ecgbio enroll`` run while the service i
 to the service's next identify. The write gallery is a separate object for the same reason: the
 read side learns of the service's own writes the way it learns of anyone's.
 
+Why the gallery's file is looked at (one ``stat``) before every step: a file deleted, replaced or
+damaged while the service runs must not be answered from (an SQLite connection keeps reading a
+deleted file) nor written into; it is a 503 until a good file is back, then used without a
+restart (:meth:`Engine._run`).
+
 Why answers name the gallery and the model by their folder's name only (``people``,
 ``default``) and errors lose the gallery's path: a client has no business knowing where on the
 server they are. Library errors also speak the CLI's language (``use --replace``, ``--far must
@@ -24,18 +29,33 @@ be``); the engine rewrites the options the service has as fields into those fiel
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ecgbio.config import DEFAULT_MODEL
 from ecgbio.errors import EcgbioError, shorten
 from ecgbio.gallery import Gallery, QualityGate, embed_for_enrolment
+from ecgbio.gallery.errors import (
+    AlreadyEnrolledError,
+    EmptyGalleryError,
+    EnrolmentRefusedError,
+    GalleryBusyError,
+    GalleryError,
+    NotEnrolledError,
+)
 from ecgbio.gallery.gallery import check_person_id
+from ecgbio.gallery.store import DB_FILE
+from ecgbio.gallery.thresholds import parse_far, point_name, points
+from ecgbio.service.problems import FieldError, GalleryUnavailableError
 from ecgbio.service.uploads import Probe
 
 if TYPE_CHECKING:
@@ -47,6 +67,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 #: embedders for other ``lead`` / ``fs`` options kept at once (they share the loaded model)
 MAX_VARIANTS = 32
+#: what a gallery step refuses because of the request (answered by their own status); any
+#: other failure of a step is the file's, a fault on the server (503)
+CLIENT_ERRORS = (
+    NotEnrolledError,
+    AlreadyEnrolledError,
+    EmptyGalleryError,
+    EnrolmentRefusedError,
+    GalleryBusyError,
+)
 
 #: the library's command-line wording as the service says it (phrases first, then the flags)
 _PHRASES = (
@@ -116,6 +145,18 @@ def _public(operation: Callable[..., R]) -> Callable[..., R]:
     return public
 
 
+@dataclass
+class _Side:
+    """One of the engine's two gallery connections (read, write) and the thread it lives in."""
+
+    pool: ThreadPoolExecutor
+    gallery: Gallery | None = None
+    #: (device, inode) of the file ``gallery`` opened
+    identity: tuple[int, int] | None = None
+    #: a step failed on the file: reopen (and check it) before the next step
+    suspect: bool = False
+
+
 class Engine:
     """The operations of the service, in plain Python: records in, the CLI's JSON dicts out.
 
@@ -129,24 +170,38 @@ class Engine:
         self.created = created
         #: what answers call the gallery and the model: their folders' names, never a path
         self.name = self.path.resolve().name or "gallery"
-        roots = {str(self.path), str(self.path.resolve()), str(self.path.absolute())}
-        self._prefixes = tuple(f"{shorten(root, 200)}: " for root in roots)
-        absolute = sorted((r for r in roots if Path(r).is_absolute()), key=len, reverse=True)
-        self._roots = re.compile(
-            r"(?<![\w.-])(?:" + "|".join(map(re.escape, absolute)) + r")(?=[/\\:\s,;)'\"]|$)"
-        )
-        self._reads = ThreadPoolExecutor(1, thread_name_prefix="ecgbio-gallery-read")
-        self._writes = ThreadPoolExecutor(1, thread_name_prefix="ecgbio-gallery-write")
+        self._init_names()
+        self._read_side = _Side(ThreadPoolExecutor(1, thread_name_prefix="ecgbio-gallery-read"))
+        self._write_side = _Side(ThreadPoolExecutor(1, thread_name_prefix="ecgbio-gallery-write"))
         self._variants: dict[tuple[str, float | None], Embedder] = {}
         self._variants_lock = threading.Lock()
-        self._reader: Gallery | None = None
-        self._writer: Gallery | None = None
         try:
-            self._reader = self._reads.submit(Gallery.open, self.path, embedder).result()
-            self._writer = self._writes.submit(Gallery.open, self.path, embedder).result()
+            for side in (self._read_side, self._write_side):
+                side.pool.submit(self._open, side, False).result()
         except BaseException:
             self.close()
             raise
+
+    def _init_names(self) -> None:
+        """What :meth:`public_text` replaces: every spelling of the gallery's folder and file
+        (as given, absolute, resolved) by the gallery's name, and of the model's run folder by
+        the model's; and the gallery's prefix the CLI prints before a message about it."""
+        gallery = {self.path, self.path.absolute(), self.path.resolve()}
+        spellings = {str(root): self.name for root in gallery}
+        spellings.update({str(root / DB_FILE): self.name for root in gallery})
+        run = getattr(getattr(self.embedder, "run", None), "root", None)
+        if run is not None:
+            run = Path(run)
+            model = model_name(run) or "model"
+            spellings.update({str(r): model for r in (run, run.absolute(), run.resolve())})
+        self._prefixes = tuple(
+            f"{shorten(text, 200)}: "
+            for text, name in sorted(spellings.items(), key=lambda kv: -len(kv[0]))
+            if name == self.name
+        )
+        self._names = {text: name for text, name in spellings.items() if text != name}
+        alternatives = "|".join(map(re.escape, sorted(self._names, key=len, reverse=True)))
+        self._paths = re.compile(r"(?<![\w.-])(?:" + alternatives + r")(?=[/\\:\s,;)'\"]|$)")
 
     @classmethod
     def start(cls, gallery: str | Path, embedder: Embedder) -> Engine:
@@ -161,25 +216,89 @@ class Engine:
 
     def close(self) -> None:
         """Close both galleries (each in its own thread) and stop the threads."""
-        for pool, gallery in ((self._reads, self._reader), (self._writes, self._writer)):
-            if gallery is not None:
-                pool.submit(gallery.close).result()
-            pool.shutdown(wait=True)
-        self._reader = self._writer = None
+        for side in (self._read_side, self._write_side):
+            if side.gallery is not None:
+                side.pool.submit(side.gallery.close).result()
+                side.gallery = None
+            side.pool.shutdown(wait=True)
 
     # --------------------------------------------------------------------------- gallery steps
 
     def _read(self, step: Callable[[Gallery], T]) -> T:
-        return self._reads.submit(lambda: step(self._live(self._reader))).result()
+        return self._read_side.pool.submit(self._run, self._read_side, step).result()
 
     def _write(self, step: Callable[[Gallery], T]) -> T:
-        return self._writes.submit(lambda: step(self._live(self._writer))).result()
+        return self._write_side.pool.submit(self._run, self._write_side, step).result()
 
-    @staticmethod
-    def _live(gallery: Gallery | None) -> Gallery:
-        if gallery is None:
-            raise RuntimeError("the service's gallery is closed")
-        return gallery
+    def _run(self, side: _Side, step: Callable[[Gallery], T]) -> T:
+        """``step`` on ``side``'s gallery, in ``side``'s thread (its connection's).
+
+        Why the file is looked at first (one ``stat``): an SQLite connection keeps reading a file
+        deleted under it, and refuses to write it ("read-only"), so a service would answer from
+        a gallery that is gone and never see the one put back. The gallery is reopened when its
+        file is another one (device and inode) or when a step failed on it; a file that is
+        missing, or that fails to open or to pass SQLite's integrity check, is a 503
+        (:class:`GalleryUnavailableError`), nothing is written into it, and it is tried again on
+        the next request: a restored file is used without a restart. A file is never created
+        here: a gallery that vanished stays missing until someone restores it, rather than
+        being replaced by an empty one.
+        """
+        identity = self._identity()
+        if side.gallery is None or side.suspect or identity != side.identity:
+            self._reopen(side)
+        assert side.gallery is not None
+        try:
+            return step(side.gallery)
+        except CLIENT_ERRORS:
+            raise
+        except (GalleryError, sqlite3.Error, OSError) as exc:
+            self._read_side.suspect = self._write_side.suspect = True  # both hold the file
+            raise self._unavailable(exc) from None
+
+    def _open(self, side: _Side, check: bool) -> None:
+        """Open the gallery for ``side`` (call it in ``side``'s thread); ``check``: refuse a file
+        that fails SQLite's integrity_check (the whole file is read: done when reopening only)."""
+        identity = self._identity()  # first: a file swapped meanwhile is reopened next time
+        gallery = Gallery.open(self.path, self.embedder)
+        try:
+            problems = gallery.store.integrity() if check else "ok"
+            if problems != "ok":
+                raise GalleryError(f"gallery file is corrupt (integrity_check: {problems})")
+        except BaseException:
+            gallery.close()
+            raise
+        side.gallery, side.identity, side.suspect = gallery, identity, False
+
+    def _reopen(self, side: _Side) -> None:
+        old, side.gallery, side.suspect = side.gallery, None, True
+        if old is not None:  # its file is gone or broken: nothing of it is needed any more
+            with contextlib.suppress(GalleryError, sqlite3.Error, OSError):
+                old.close()
+        try:
+            self._open(side, check=True)
+        except (GalleryError, sqlite3.Error, OSError) as exc:
+            raise self._unavailable(exc) from None
+
+    def _identity(self) -> tuple[int, int]:
+        """The gallery file's (device, inode); a 503 when it is missing or cannot be looked at."""
+        try:
+            info = os.stat(self.path / DB_FILE)
+        except FileNotFoundError:
+            raise GalleryUnavailableError(
+                f"gallery {self.name} is unavailable: its file {DB_FILE} is missing (deleted or "
+                "moved while the service runs); restore it and the service uses it again, "
+                "without a restart"
+            ) from None
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+        return info.st_dev, info.st_ino
+
+    def _unavailable(self, exc: BaseException) -> GalleryUnavailableError:
+        reason = str(exc) if not isinstance(exc, OSError) else (exc.strerror or str(exc))
+        return GalleryUnavailableError(
+            f"gallery {self.name} is unavailable: {self.public_text(reason)}; a fault on the "
+            "server, not in the request (the file is opened again on the next request)"
+        )
 
     # ------------------------------------------------------------------------------ in public
 
@@ -190,7 +309,7 @@ class Engine:
             if text.startswith(prefix):
                 text = text[len(prefix) :]
                 break
-        return service_words(self._roots.sub(lambda _: self.name, text))
+        return service_words(self._paths.sub(lambda m: self._names[m[0]], text))
 
     def public_result(self, result: dict[str, Any]) -> dict[str, Any]:
         """An answer with the gallery and the model named, not located."""
@@ -206,28 +325,60 @@ class Engine:
     def identify(self, probe: Probe, options: IdentifyOptions) -> dict[str, Any]:
         """``ecgbio identify --json`` for one record."""
         embedding = self._embed(probe, options)
-        result = self._read(
-            lambda g: g.identify(
+
+        def step(g: Gallery) -> Any:
+            self._check_far(g, options.far, options.threshold)
+            return g.identify(
                 embedding,
                 top_k=options.top_k,
                 far=options.far,
                 threshold=options.threshold,
                 margin=options.margin,
             )
-        )
-        return result.to_dict()
+
+        return self._read(step).to_dict()
 
     @_public
     def verify(self, probe: Probe, options: VerifyOptions) -> dict[str, Any]:
         """``ecgbio verify --json`` for one record."""
         check_person_id(options.claim, "claim")
         embedding = self._embed(probe, options)
-        result = self._read(
-            lambda g: g.verify(
-                options.claim, embedding, far=options.far, threshold=options.threshold
-            )
+
+        def step(g: Gallery) -> Any:
+            self._check_far(g, options.far, options.threshold)
+            return g.verify(options.claim, embedding, far=options.far, threshold=options.threshold)
+
+        return self._read(step).to_dict()
+
+    def _check_far(self, g: Gallery, far: str, threshold: float | None) -> None:
+        """Refuse (422, :class:`FieldError`) a ``far`` for which neither the gallery's
+        calibration nor the model has an operating point, naming those they have.
+
+        Why here: the library's refusal names the model's thresholds file by its path on the
+        server, and is a plain gallery error, which a step would take for a fault of the file.
+        """
+        if threshold is not None:
+            return
+        g.refresh()  # the calibration another process may have written
+        try:
+            g.operating_point(far)
+            return
+        except GalleryError:
+            pass
+        calibration = g.calibration
+        tables = (
+            (
+                "this gallery's calibration",
+                points(calibration.get("points") if calibration else None),
+            ),
+            ("the model", points(getattr(self.embedder, "thresholds", None))),
         )
-        return result.to_dict()
+        whose = " or ".join(who for who, names in tables if names) or "the model"
+        available = sorted({name for _, names in tables for name in names})
+        raise FieldError(
+            f"{point_name(parse_far(far))} is not an operating point of {whose} (available: "
+            f"{', '.join(available)}); send one of those as far, or a threshold"
+        )
 
     @_public
     def enroll(self, probes: list[Probe], options: EnrolOptions) -> dict[str, Any]:
@@ -249,6 +400,7 @@ class Engine:
     @_public
     def remove(self, person: str) -> dict[str, Any]:
         """``ecgbio gallery remove --json``."""
+        check_person_id(person)  # the request's fault (400), before the file is touched
         return self._write(lambda g: g.remove_person(person)).to_dict()
 
     @_public

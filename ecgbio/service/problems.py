@@ -12,9 +12,11 @@ was, so one table maps classes to HTTP statuses:
 409    the person is already enrolled (new enrolment), or the gallery is empty (identify)
 413    the request body is larger than ``--max-upload-mb``
 415    a body that is neither JSON nor multipart/form-data
-422    a field of the wrong type or out of range, or a record that cannot be used (unreadable,
-       NaN, flat, absurd rate, too few beats, failed the quality gate)
-503    the gallery is busy (another writer held it too long): try again
+422    a field of the wrong type or out of range, an unknown field or query parameter, a
+       ``far`` that is not an operating point (:class:`FieldError`), or a record that cannot be
+       used (unreadable, NaN, flat, absurd rate, too few beats, failed the quality gate)
+503    the gallery is busy (another writer held it too long), or its file is missing, damaged
+       or unreadable (:class:`GalleryUnavailableError`, a fault on the server): try again
 500    a bug: the traceback goes to the server's log under an incident id, the client gets
        one generic line with that id
 =====  =======================================================================================
@@ -46,14 +48,28 @@ from ecgbio.gallery.errors import (
 
 log = logging.getLogger("ecgbio.service")
 
+
+class FieldError(EcgbioError):
+    """A field's value that passed its type and range checks but that this gallery or model
+    cannot honour (a ``far`` that is not one of its operating points): answered 422."""
+
+
+class GalleryUnavailableError(EcgbioError):
+    """The gallery's file is missing, unreadable, damaged or not this model's: a fault on the
+    server, not in the request (answered 503; the service tries the file again on the next
+    request, so a restored file is used without a restart)."""
+
+
 #: status by library exception class; the first class the error is an instance of wins
 STATUS_BY_ERROR: tuple[tuple[type[EcgbioError], int], ...] = (
     (NotEnrolledError, 404),
     (AlreadyEnrolledError, 409),
     (EmptyGalleryError, 409),
     (GalleryBusyError, 503),
+    (GalleryUnavailableError, 503),
     (EnrolmentRefusedError, 422),
     (RecordError, 422),
+    (FieldError, 422),
 )
 
 
@@ -83,8 +99,19 @@ class ServiceError(Exception):
         headers = {"Retry-After": "5"} if status == 503 else None
         return cls(status, text, headers)
 
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.message}, self.status, headers=self.headers)
+    def response(self, public: Callable[[str], str] | None = None) -> JSONResponse:
+        """The answer; ``public`` rewrites the line first (server paths to names, see
+        :func:`answer`)."""
+        text = self.message if public is None else shorten(public(self.message))
+        return JSONResponse({"error": text}, self.status, headers=self.headers)
+
+
+def answer(request: Request, error: ServiceError) -> JSONResponse:
+    """The one place every error answered by a handler leaves through: its line passes the
+    application's ``state.public_text`` when it has one (the engine's: the gallery's and the
+    model's paths on the server become their names), whichever layer raised it."""
+    public = getattr(request.app.state, "public_text", None)
+    return error.response(public if callable(public) else None)
 
 
 def validation_line(exc: RequestValidationError | Any) -> str:
@@ -105,22 +132,22 @@ def validation_line(exc: RequestValidationError | Any) -> str:
 
 async def _problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return exc.response()
+    return answer(request, exc)
 
 
 async def _library(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EcgbioError)
-    return ServiceError.from_error(exc).response()
+    return answer(request, ServiceError.from_error(exc))
 
 
 async def _validation(request: Request, exc: Exception) -> Response:
-    return ServiceError(422, validation_line(exc)).response()
+    return answer(request, ServiceError(422, validation_line(exc)))
 
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = getattr(exc, "headers", None)
-    return ServiceError(exc.status_code, str(exc.detail), headers).response()
+    return answer(request, ServiceError(exc.status_code, str(exc.detail), headers))
 
 
 async def _bug(request: Request, exc: Exception) -> Response:

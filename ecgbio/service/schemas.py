@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ecgbio.gallery.quality import QualityGate
 from ecgbio.gallery.thresholds import DEFAULT_FAR, DEFAULT_MARGIN
+from ecgbio.records import normalize_lead_name
 
 #: units a JSON record may give its samples in, and the factor to millivolts
 UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
@@ -144,6 +145,21 @@ class Samples(BaseModel):
         for text in [value] if isinstance(value, str) else value:
             if not text.isprintable() or "<" in text or ">" in text:
                 raise ValueError("names must be printable text without < or >")
+        return value
+
+    @field_validator("leads")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        """Refuse a lead named twice: leads are matched by name regardless of case and of an
+        ``ECG`` prefix (``I``, ``i``, ``ECG I``), so the reader would take the first such column
+        and silently ignore the other."""
+        seen: dict[str, str] = {}
+        for name in value:
+            key = normalize_lead_name(name)
+            if key in seen:
+                same = f" (the same lead as {seen[key]!r})" if seen[key] != name else ""
+                raise ValueError(f"lead {name[:40]!r} is named twice{same}")
+            seen[key] = name
         return value
 
 

@@ -13,6 +13,7 @@ in front of it is the other correct set-up).
 from __future__ import annotations
 
 import copy
+import functools
 import signal
 import socket
 import sys
@@ -34,6 +35,10 @@ def bind(settings: ServiceSettings) -> socket.socket:
         )
     except socket.gaierror as exc:
         raise ConfigError(f"--host {settings.host}: cannot resolve it ({exc.strerror})") from None
+    except UnicodeError:  # the IDNA codec refuses the name (an empty label: bad..host)
+        raise ConfigError(
+            f"--host {settings.host}: not a valid host name (empty or over-long labels)"
+        ) from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -133,8 +138,25 @@ def run_workers(
         raise ConfigError("a worker process could not start (its error is above); stopped")
 
 
+def protocol_options(settings: ServiceSettings) -> dict[str, Any]:
+    """uvicorn's options that bound slow and idle clients (see :mod:`ecgbio.service.deadlines`):
+    its HTTP protocol with a deadline for each request and a connection cap, and the idle time
+    between two requests of a kept-alive connection (uvicorn's own, 5 s)."""
+    from ecgbio.service.deadlines import RequestDeadlines, default_max_connections
+
+    return {
+        "http": functools.partial(
+            RequestDeadlines,
+            request_timeout=settings.request_timeout_s,
+            max_connections=settings.max_connections or default_max_connections(),
+        ),
+        "timeout_keep_alive": 5,
+    }
+
+
 def _uvicorn_options(settings: ServiceSettings, sock: socket.socket) -> dict[str, Any]:
     return {
+        **protocol_options(settings),
         "host": settings.host,
         "port": sock.getsockname()[1],
         "ssl_certfile": str(settings.ssl_certfile) if settings.ssl_certfile else None,

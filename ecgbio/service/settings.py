@@ -37,6 +37,9 @@ MAKE_TOKEN = (
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
+#: seconds a request may take to arrive (Apache's mod_reqtimeout: 20 s for the headers)
+DEFAULT_REQUEST_TIMEOUT_S = 20.0
+MAX_REQUEST_TIMEOUT_S = 3600.0
 #: the largest ``--max-upload-mb``: a body is held in memory (JSON) or spooled (files) whole
 MAX_UPLOAD_MB = 4096
 #: a token file larger than this is not a token file
@@ -68,6 +71,11 @@ class ServiceSettings:
             processes).
         max_upload_bytes: the largest request body accepted (413 beyond).
         read_limit_s: how much of a record is read (``--max-minutes``; 0: all of it).
+        request_timeout_s: a request must arrive whole within this many seconds of its first
+            byte, plus a second per 500 bytes of body (408 beyond; see
+            :mod:`~ecgbio.service.deadlines`).
+        max_connections: connections one worker process holds at once (503 beyond); 0: its
+            open-files limit less a reserve (:func:`~ecgbio.service.deadlines.default_max_connections`).
     """
 
     gallery: Path
@@ -80,6 +88,8 @@ class ServiceSettings:
     workers: int = 1
     max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
     read_limit_s: float = 600.0
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    max_connections: int = 0
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     access_log: bool = False
@@ -121,6 +131,19 @@ class ServiceSettings:
             raise ConfigError(
                 f"--max-upload-mb must allow 1 KB to {MAX_UPLOAD_MB} MB, got "
                 f"{self.max_upload_bytes} bytes"
+            )
+        if not (
+            math.isfinite(self.request_timeout_s)
+            and 1 <= self.request_timeout_s <= MAX_REQUEST_TIMEOUT_S
+        ):
+            raise ConfigError(
+                f"--request-timeout must be 1 to {MAX_REQUEST_TIMEOUT_S:g} seconds, got "
+                f"{self.request_timeout_s:g}"
+            )
+        if self.max_connections < 0:
+            raise ConfigError(
+                f"--max-connections must be >= 1 (0: from the open-files limit), got "
+                f"{self.max_connections}"
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ConfigError("--ssl-certfile and --ssl-keyfile go together: give both or neither")

@@ -230,6 +230,10 @@ def _samples(values: list[Any], where: str) -> np.ndarray:
             x = np.fromiter(flat, np.float64, len(values) * width)
             return x.reshape(len(values), width)
         return np.fromiter(values, np.float64, len(values))
+    except OverflowError:  # an integer beyond float64 (JSON integers have no bound)
+        raise ServiceError(
+            422, f"{where}: a sample is too large to be a number (beyond +-1.8e308)"
+        ) from None
     except (TypeError, ValueError):
         raise ServiceError(
             422,
