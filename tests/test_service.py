@@ -124,19 +124,24 @@ def launch(
     return running
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> list[Path]:
-    """12 synthetic persons, one 10 s single-lead 500 Hz WFDB record each (record paths)."""
+def synthetic_records(folder: Path, persons: int, seed: int) -> list[Path]:
+    """Synthetic persons, one 10 s single-lead 500 Hz WFDB record each (record paths)."""
     root = write_synthetic_cohort(
-        tmp_path_factory.mktemp("service-cohort"),
-        n_persons=12,
+        folder,
+        n_persons=persons,
         records_per_person=1,
         duration_s=10.0,
         rate=500,
         n_leads=1,
-        seed=3,
+        seed=seed,
     )
     return sorted(p.with_suffix("") for p in (root / "records500").rglob("*.hea"))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> list[Path]:
+    """12 synthetic persons."""
+    return synthetic_records(tmp_path_factory.mktemp("service-cohort"), 12, seed=3)
 
 
 @pytest.fixture(scope="module")

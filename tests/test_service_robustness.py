@@ -22,7 +22,6 @@ import httpx
 import numpy as np
 import pytest
 
-from ecgbio.sources.synthetic import write_synthetic_cohort
 from tests.test_service import (
     TOKEN,
     Server,
@@ -33,6 +32,7 @@ from tests.test_service import (
     samples_of,
     send,
     state,
+    synthetic_records,
     wfdb_files,
 )
 
@@ -40,16 +40,7 @@ from tests.test_service import (
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> list[Path]:
     """Two synthetic persons, one 10 s single-lead 500 Hz WFDB record each."""
-    root = write_synthetic_cohort(
-        tmp_path_factory.mktemp("robust-cohort"),
-        n_persons=2,
-        records_per_person=1,
-        duration_s=10.0,
-        rate=500,
-        n_leads=1,
-        seed=5,
-    )
-    return sorted(p.with_suffix("") for p in (root / "records500").rglob("*.hea"))
+    return synthetic_records(tmp_path_factory.mktemp("robust-cohort"), 2, seed=5)
 
 
 def _token_file(folder: Path) -> Path:

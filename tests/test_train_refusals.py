@@ -22,16 +22,15 @@ from ecgbio.evaluate import evaluate_run
 from ecgbio.models import IdentityModel
 from tests.cli_checks import one_line_error
 from tests.fixtures import build_ptbxl_store
+from tests.test_training import TINY
+from tests.test_training import tiny_train as training_recipe
 
-TINY = ModelConfig(widths=(8, 16), blocks=(1, 1), embedding_dim=16, dropout=0.1)
 runner = CliRunner()
 
 
 def tiny_train(**kwargs) -> TrainConfig:
-    defaults = dict(
-        protocol="cross-session", epochs=1, batch_size=16, m_per_class=2, threads=1, patience=0
-    )
-    return TrainConfig(**{**defaults, **kwargs})
+    """test_training's tiny recipe, one epoch unless told otherwise."""
+    return training_recipe(**{"epochs": 1, **kwargs})
 
 
 @pytest.fixture(scope="module")
