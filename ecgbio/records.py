@@ -45,6 +45,11 @@ MAX_RATE_HZ = 20_000.0
 #: a WFDB format may legitimately hold 1e7 mV (32-bit samples at a gain of 200 per mV, wfdb's own
 #: test records).
 MAX_ABS_MV = 1e30
+#: The most sample values one read may decode (all signals, every sample of a frame): about
+#: 1 GiB as float64. A 24-hour two-lead Holter record at 360 Hz is a sixth of it; a compressed
+#: (FLAC) signal file claiming 8 signals at 20 kHz with 4 samples a frame decodes, from a few
+#: hundred kilobytes, to gigabytes of memory before any check on the signal could run.
+MAX_DECODED_VALUES = 1 << 27
 #: A lead whose standard deviation is below this (mV) carries no ECG.
 FLAT_STD_MV = 1e-3
 #: Runs of exactly repeated samples at least this long are recording defects, not ECG.
@@ -535,6 +540,8 @@ def read_record(
             if n
         )
 
+    if not multi_segment:
+        check_decoded_size(head, sampto or total, header)
     try:
         with warnings.catch_warnings(), _cuttable(rec_path, header, text, claimed, sampto) as path:
             warnings.simplefilter("ignore")
@@ -738,6 +745,21 @@ def unit_to_mv(unit: str | None) -> float | None:
     """The factor from ``unit`` to millivolts (mV, uV, V, nV, any case; empty or missing:
     mV, WFDB's default), or ``None`` for a unit that is not a voltage (``mmHg``, ``furlong``)."""
     return _UNIT_TO_MV.get(str(unit or "").strip().lower() or "mv")
+
+
+def check_decoded_size(head: object, frames: int, header: Path) -> None:
+    """Refuse a read that would decode more than :data:`MAX_DECODED_VALUES` sample values: the
+    header's frames times every signal's samples a frame (``212x4``: 4), whatever the signal
+    file's size (compressed formats), before any of it is decoded."""
+    per_frame = [max(1, int(n or 1)) for n in (getattr(head, "samps_per_frame", None) or [])]
+    values = frames * (sum(per_frame) or int(getattr(head, "n_sig", 0) or 0))
+    if values > MAX_DECODED_VALUES:
+        raise RecordError(
+            f"the header asks to decode {values:,} sample values ({frames:,} frames of "
+            f"{len(per_frame)} signal(s), {sum(per_frame)} samples a frame), more than "
+            f"{MAX_DECODED_VALUES:,}; read less of the record (--max-minutes)",
+            header,
+        )
 
 
 def _unit_of(units: list[str | None], i: int) -> str:

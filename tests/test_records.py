@@ -272,3 +272,16 @@ def test_all_leads_ignores_the_gain_of_a_channel_it_leaves_out(record_factory):
     assert read_record(path, leads="all").leads == ("I",)
     with pytest.raises(RecordError, match="ADC gain '0'"):
         read_record(path, leads="I,II")
+
+
+def test_a_read_that_would_decode_too_many_values_is_refused_first(record_factory, monkeypatch):
+    """The header's frames x samples a frame bound the memory a read takes, whatever the signal
+    file's size (a compressed file decodes from kilobytes to gigabytes); checked before decoding."""
+    import ecgbio.records as records
+
+    path = record_factory("big", seconds=4, n_leads=2)
+    assert read_record(path).signal.shape == (1, 2000)
+    monkeypatch.setattr(records, "MAX_DECODED_VALUES", 3999)  # 2 signals x 2000
+    with pytest.raises(RecordError, match=r"big\.hea: the header asks to decode 4,000 sample"):
+        read_record(path)
+    assert read_record(path, max_duration_s=3.0).signal.shape[1] == 1500  # reading less: fine
