@@ -370,3 +370,29 @@ def test_the_default_connection_cap_leaves_file_descriptors_for_the_rest():
     assert 16 <= cap <= 4096
     if soft != resource.RLIM_INFINITY and soft > RESERVED_FDS + 16:
         assert cap <= soft - RESERVED_FDS
+
+
+def test_a_kept_alive_connection_dripping_blank_lines_is_closed(tmp_path):
+    """After an answer, bytes that begin no request (``\\r\\n``) cancel uvicorn's keep-alive
+    timer: the next request's deadline, running from the answer, closes the connection."""
+    headers = f"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    with deadlines(tmp_path, timeout=1.0, connections=24) as address:
+        start = time.monotonic()
+        with socket.create_connection(address, timeout=15) as sock:
+            sock.sendall(headers.encode())
+            first = sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200"), first
+            closed = False
+            while time.monotonic() - start < 6:
+                try:
+                    sock.sendall(b"\r\n")
+                    if sock.recv(65536, socket.MSG_DONTWAIT) == b"":
+                        closed = True
+                        break
+                except BlockingIOError:
+                    pass
+                except OSError:  # reset or broken pipe: closed by the server
+                    closed = True
+                    break
+                time.sleep(0.2)
+        assert closed and time.monotonic() - start < 4, time.monotonic() - start

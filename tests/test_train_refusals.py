@@ -134,14 +134,18 @@ def test_out_under_proc_is_named(store):
 
 
 # --- divergence and the rerun ---------------------------------------------------------------------
-def test_diverged_training_says_so_and_the_rerun_needs_no_overwrite(store, tmp_path):
+def test_diverged_training_says_so_and_the_rerun_names_overwrite(store, tmp_path):
+    """A folder without a first checkpoint may hold a failed run or one still in its first
+    epoch: a plain rerun is refused (two trainings in one folder), --overwrite starts again."""
     out = tmp_path / "run"
     diverged = cli_train(store, out, "--lr", "1e9")
     one_line_error(diverged, "training diverged in epoch 1", "became NaN or infinite", "--lr")
     assert not (out / "model.safetensors").exists() and not (out / "checkpoint").exists()
     nothing = cli_train(store, out, "--lr", "1e9", "--resume")
-    one_line_error(nothing, "nothing to resume", "rerun without --resume", path=out)
-    rerun = cli_train(store, out, "--json")  # a failed first epoch left nothing worth keeping
+    one_line_error(nothing, "nothing to resume", "--overwrite", "starts it again", path=out)
+    plain = cli_train(store, out)
+    one_line_error(plain, "has not reached its first checkpoint", "--overwrite", path=out)
+    rerun = cli_train(store, out, "--json", "--overwrite")
     assert rerun.exit_code == 0, rerun.output
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == 2e-3
     # a finished run stays protected, even with its checkpoint gone

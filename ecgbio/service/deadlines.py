@@ -119,6 +119,14 @@ class RequestDeadlines(HttpToolsProtocol):
         self._receiving = False
         self._disarm()
 
+    def on_response_complete(self) -> None:
+        """The next request's deadline runs from this answer: uvicorn's own keep-alive timer is
+        cancelled by any byte that arrives, and blank lines between requests (``\r\n``) begin
+        no request, so a client dripping them would otherwise hold the connection forever."""
+        super().on_response_complete()
+        if self.transport is not None and not self.transport.is_closing() and not self._receiving:
+            self._arm()
+
     # --------------------------------------------------------------------------- deadline
 
     def _arm(self) -> None:

@@ -1,7 +1,9 @@
 """Multi-process training through torch.distributed (DDP), launched by ``torchrun``.
 
 ``torchrun --nproc_per_node N -m ecgbio.cli train ...`` (or ``--nnodes`` for several machines) sets
-``WORLD_SIZE``/``RANK``; on CPU the gloo backend is used, NCCL on GPUs. Every process draws the same
+``WORLD_SIZE``/``RANK``. The processes train on the CPU (DDP on GPUs is not supported:
+:func:`ecgbio.training.loop.resolve_device`), so the backend is gloo even where a GPU is
+visible: NCCL would refuse the CPU model and the CPU flags below. Every process draws the same
 class-balanced batch sequence (same seed) and takes every N-th batch, so a run with N processes sees
 the same batches per epoch as one process, split among them.
 """
@@ -35,8 +37,7 @@ def init_distributed() -> DistContext:
     if world <= 1:
         return DistContext()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="gloo")
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 

@@ -555,17 +555,18 @@ def _check_run_dir(
 ) -> None:
     """Refuse to clobber a run or to resume with other options (read-only: runs on every rank).
 
-    A run that failed before its first checkpoint (diverged or interrupted in epoch 1) holds no
-    weights and nothing to resume: a plain rerun starts it again without ``--overwrite``. This
-    rather than deleting the folder when a run fails: it also covers a run killed outright or cut
-    by a power loss, which no clean-up code sees, and never removes a folder the user made.
+    A run that has not reached its first checkpoint holds no weights and nothing to resume, but
+    it may be failed (diverged, killed in epoch 1) or still training (an epoch can take hours), and
+    a folder cannot tell which: it is refused like any run, with ``--overwrite`` named as the
+    way to start again, rather than two trainings writing into one folder.
     """
     _check_directory_path(out)
     if resume:
         config = read_run_config(out)
         if not (out / CHECKPOINT_DIR / STATE_FILE).is_file():
             raise RunError(
-                "nothing to resume (no checkpoint yet): rerun without --resume to start it again",
+                "nothing to resume (no checkpoint yet); "
+                f"{option('--overwrite', 'overwrite=True')} starts it again",
                 out,
             )
         differences = _differences(
@@ -583,7 +584,14 @@ def _check_run_dir(
                 out,
             )
         return
-    if (out / CONFIG_FILE).exists() and not overwrite and not _never_checkpointed(out):
+    if (out / CONFIG_FILE).exists() and not overwrite:
+        if _never_checkpointed(out):
+            raise RunError(
+                "a run was started here and has not reached its first checkpoint (it failed, or "
+                f"it is still in its first epoch); {option('--overwrite', 'overwrite=True')} "
+                "starts it again",
+                out,
+            )
         raise RunError(
             f"a run already exists here; use {option('--resume', 'resume=True')} to continue it "
             f"or {option('--overwrite', 'overwrite=True')} to start again",
@@ -605,7 +613,7 @@ def _check_directory_path(out: Path) -> None:
 
 
 def _never_checkpointed(out: Path) -> bool:
-    """A run directory that a failed first epoch left: its configs, no weights, no checkpoint."""
+    """A run directory with its configs but no weights and no checkpoint yet."""
     return not any(
         (out / name).exists()
         for name in (WEIGHTS_FILE, METRICS_FILE, f"{CHECKPOINT_DIR}/{STATE_FILE}")
