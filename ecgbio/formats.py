@@ -41,7 +41,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ecgbio.config import ALL_LEADS
-from ecgbio.errors import RecordError
+from ecgbio.errors import RecordError, shorten
 from ecgbio.records import (
     MAX_RATE_HZ,
     MIN_RATE_HZ,
@@ -538,7 +538,8 @@ def _read_columns(
             warnings.simplefilter("ignore")
             table = pd.read_csv(path, dtype=np.float64, **options)
     except ValueError as exc:
-        if "could not convert" not in str(exc) and "Unable to parse" not in str(exc):
+        parse = ("could not convert", "Unable to parse", "cannot safely convert")
+        if not any(text in str(exc) for text in parse):
             raise RecordError(f"unreadable CSV ({_describe(exc)})", path) from exc
         table = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
         for column in table.columns:
@@ -549,10 +550,15 @@ def _read_columns(
             bad = numbers.isna() & ~cells.str.lower().isin(_NA_TEXT)
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
+                what = (
+                    "is beyond the range of a number (+-1.8e308)"
+                    if _overflows(cells.iloc[row], layout.decimal)
+                    else "is not a number (every cell of a lead or time column must be one; "
+                    "leave a missing sample empty)"
+                )
                 raise RecordError(
-                    f"CSV column {str(column)!r}, data row {row + 1}: {cells.iloc[row]!r} is not "
-                    f"a number (every cell of a lead or time column must be one; leave a missing "
-                    f"sample empty)",
+                    f"CSV column {str(column)!r}, data row {row + 1}: "
+                    f"{shorten(cells.iloc[row], 40)!r} {what}",
                     path,
                 ) from None
         raise RecordError(f"unreadable CSV ({_describe(exc)})", path) from exc
@@ -560,6 +566,15 @@ def _read_columns(
         raise RecordError(f"unreadable CSV ({_describe(exc)})", path) from exc
     # pandas keeps the used columns in file order
     return {c: table.iloc[:, k].to_numpy(np.float64) for k, c in enumerate(sorted(usecols))}
+
+
+def _overflows(cell: str, decimal: str) -> bool:
+    """Whether ``cell`` is a number written beyond a float's range (``1e400``), which pandas
+    reads as no number at all."""
+    try:
+        return math.isinf(float(cell.replace(",", ".") if decimal == "," else cell))
+    except ValueError:
+        return False
 
 
 def _rate_from_time(t: np.ndarray, column: str, path: Path) -> float:

@@ -381,3 +381,11 @@ def test_csv_that_hides_its_header_or_samples_past_what_is_sniffed(tmp_path, nam
     path.write_text(text)
     with pytest.raises(RecordError, match=problem):
         read_record(path, fs=500)
+
+
+def test_a_csv_number_beyond_a_float_s_range_is_named(tmp_path):
+    """pandas reads 1e400 as no number at all, in its own words: the cell is named instead."""
+    path = tmp_path / "huge.csv"
+    path.write_text("I,II\n" + "0.1,0.2\n" * 3 + "1e400,0.3\n" + "0.1,0.2\n" * 2000)
+    with pytest.raises(RecordError, match=r"column 'I', data row 4: '1e400' is beyond the range"):
+        read_record(path, fs=500)
