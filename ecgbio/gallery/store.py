@@ -379,9 +379,9 @@ class GalleryStore:
         Why: SQLite only notices damage on the pages a statement touches, so an enrolment or a
         removal could otherwise commit into a file whose other pages are broken, mixing new data
         into a gallery that should be restored from a backup instead. The check reads the whole
-        file: about 15-20 ms on a 10,000-person gallery (20,000 templates, 15 MB), too much for
-        every write of a long-lived gallery (the HTTP service), so it runs once per opened store,
-        before its first write.
+        file, as long again as a write itself on a large gallery: too much for every write of a
+        long-lived gallery (the HTTP service), so it runs once per opened store, before its first
+        write.
         """
         if self._checked_for_write:
             return
@@ -564,7 +564,7 @@ class GalleryStore:
 
         ``integrity_check`` rather than ``quick_check``: it also compares the indexes with the
         tables, which catches a damaged person name (the unique index on names disagrees) that
-        ``quick_check`` passes. About 25 ms on a 10,000-person gallery.
+        ``quick_check`` passes. It reads the whole file, so it runs on request only.
         """
         with sql_errors(self.path):
             rows = self.conn.execute("PRAGMA integrity_check").fetchall()
@@ -676,9 +676,9 @@ def _check_unit(
 
     Every template is stored unit-length, and scores are dot products that are cosines only
     for unit vectors: a template multiplied by 20 would accept strangers, one with a component
-    set to 50 would give "cosines" above 1. One vectorised float32 pass (0.4 ms for 20,000
-    128-d templates), so it runs whenever vectors are read; suspects are measured again in
-    float64, so float32 summation error never refuses a good template.
+    set to 50 would give "cosines" above 1. One vectorised float32 pass, small beside reading
+    the vectors, so it runs whenever vectors are read; suspects are measured again in float64,
+    so float32 summation error never refuses a good template.
     """
 
     def off(squares: np.ndarray) -> np.ndarray:  # NaN counts as off
